@@ -1,0 +1,253 @@
+"""Kafka clients configured once, a producer that validates, and the dead-letter helper.
+
+Delivery is at-least-once everywhere: consumers never auto-commit; a service commits an offset
+only after whatever it produced for that message has been acknowledged.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from services.common import schemas
+from services.common.errors import SchemaValidationError
+from services.common.settings import KafkaSettings, TopicNames
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_HEADER = "wirewatch-schema"
+TRACE_HEADER = "wirewatch-trace-id"
+# When the feed entry was first seen (epoch seconds as text); the end-to-end latency clock.
+FIRST_SEEN_HEADER = "wirewatch-first-seen"
+
+Headers = list[tuple[str, bytes]]
+
+# Headers that travel with a message through every stage of the pipeline.
+PROPAGATED_HEADERS = (TRACE_HEADER, FIRST_SEEN_HEADER)
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
+    options: dict[str, Any] = {
+        **kafka.client_options(),
+        "acks": "all",
+        "enable_idempotence": kafka.enable_idempotence,
+        "compression_type": "gzip",
+        "linger_ms": 5,
+        "max_request_size": 4 * 1024 * 1024,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def make_consumer(
+    kafka: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any
+) -> AIOKafkaConsumer:
+    options: dict[str, Any] = {
+        **kafka.client_options(),
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": kafka.session_timeout_ms,
+        "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
+        "max_poll_interval_ms": 300_000,
+        "fetch_max_bytes": 16 * 1024 * 1024,
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+def encode_json(message: Mapping[str, Any]) -> bytes:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def header_value(headers: Sequence[tuple[str, bytes]] | None, name: str) -> bytes | None:
+    for key, value in headers or ():
+        if key == name:
+            return value
+    return None
+
+
+def propagate_headers(incoming: Sequence[tuple[str, bytes]] | None) -> Headers:
+    """The incoming headers that must follow the message downstream (trace id, first seen)."""
+    kept = [(k, v) for k, v in incoming or () if k in PROPAGATED_HEADERS]
+    if header_value(kept, TRACE_HEADER) is None:
+        kept.append((TRACE_HEADER, uuid.uuid4().hex.encode()))
+    return kept
+
+
+class ValidatingProducer:
+    """Sends JSON messages that have passed their schema; nothing invalid reaches a topic."""
+
+    def __init__(self, producer: AIOKafkaProducer, *, service: str) -> None:
+        self.producer = producer
+        self.service = service
+
+    async def send(
+        self,
+        topic: str,
+        message: Mapping[str, Any],
+        *,
+        key: str | bytes | None,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> Any:
+        """Validate and send; returns the future of the broker's acknowledgement."""
+        schema_id = str(message.get("schema", ""))
+        if schema_id not in schemas.ALL_SCHEMA_IDS:
+            raise SchemaValidationError(schema_id or "(none)", "message has no known 'schema'")
+        schemas.validate(schema_id, message)
+        all_headers = [h for h in headers or () if h[0] != SCHEMA_HEADER]
+        all_headers.append((SCHEMA_HEADER, schema_id.encode()))
+        if header_value(all_headers, TRACE_HEADER) is None:
+            all_headers.append((TRACE_HEADER, uuid.uuid4().hex.encode()))
+        key_bytes = key.encode("utf-8") if isinstance(key, str) else key
+        return await self.producer.send(
+            topic,
+            encode_json(message),
+            key=key_bytes,
+            headers=all_headers,
+            timestamp_ms=timestamp_ms,
+        )
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        message: Mapping[str, Any],
+        *,
+        key: str | bytes | None,
+        headers: Headers | None = None,
+    ) -> Any:
+        future = await self.send(topic, message, key=key, headers=headers)
+        return await future
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Why a message or work item failed; becomes a ``dead_letter.v1`` message."""
+
+    reason: str
+    error: str
+    details: Mapping[str, Any] | None = None
+    attempts: int = 1
+
+    def to_message(
+        self,
+        *,
+        service: str,
+        record: ConsumerRecord | None = None,
+        original: bytes | None = None,
+        key: bytes | None = None,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> dict[str, Any]:
+        """The DLQ message; coordinates come from ``record`` or, without one, the arguments."""
+        if record is not None:
+            original, key = record.value, record.key
+            topic, partition, offset = record.topic, record.partition, record.offset
+        raw, raw_key = original, key
+        message: dict[str, Any] = {
+            "schema": schemas.DEAD_LETTER,
+            "reason": self.reason,
+            "error": self.error,
+            "service": service,
+            "failed_at": utc_now_iso(),
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "key_b64": base64.b64encode(raw_key).decode() if raw_key is not None else None,
+            "original_b64": base64.b64encode(raw).decode() if raw is not None else None,
+            "attempts": self.attempts,
+        }
+        if self.details:
+            message["details"] = dict(self.details)
+        return message
+
+
+def decode_value(raw: bytes | None, schema_id: str) -> dict[str, Any] | DeadLetter:
+    """Parse and validate a message value, or say why it cannot be used."""
+    if raw is None:
+        return DeadLetter("empty_message", "message has no value (tombstone or empty)")
+    try:
+        message = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return DeadLetter("invalid_json", f"not JSON: {exc}")
+    if not isinstance(message, dict):
+        return DeadLetter("schema_invalid", f"expected a JSON object, got {type(message).__name__}")
+    try:
+        schemas.validate(schema_id, message)
+    except SchemaValidationError as exc:
+        return DeadLetter("schema_invalid", str(exc))
+    return message
+
+
+def decode_record(record: ConsumerRecord, schema_id: str) -> dict[str, Any] | DeadLetter:
+    return decode_value(record.value, schema_id)
+
+
+class DeadLetterSender:
+    """Routes failures to ``<topic>.dlq`` with the error and the original bytes."""
+
+    def __init__(self, producer: ValidatingProducer, *, service: str) -> None:
+        self.producer = producer
+        self.service = service
+        self.sent = 0
+
+    async def send(
+        self,
+        source_topic: str,
+        letter: DeadLetter,
+        *,
+        record: ConsumerRecord | None = None,
+        original: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+        headers: Headers | None = None,
+    ) -> Any:
+        """Send to the DLQ of ``source_topic``; returns the future of the acknowledgement.
+
+        Pass the consumed ``record``, or (from Faust, which has no ConsumerRecord) the
+        ``original`` bytes, ``key``, ``partition`` and ``offset``.
+        """
+        message = letter.to_message(
+            service=self.service,
+            record=record,
+            original=original,
+            key=key,
+            topic=source_topic,
+            partition=partition,
+            offset=offset,
+        )
+        logger.warning(
+            "dead letter on %s: %s (%s)",
+            source_topic,
+            letter.reason,
+            letter.error,
+            extra={"reason": letter.reason, "topic": source_topic},
+        )
+        out_key = record.key if record is not None else key
+        self.sent += 1
+        return await self.producer.send(
+            TopicNames.dlq(source_topic),
+            message,
+            key=out_key,
+            headers=propagate_headers(headers if headers is not None else _headers(record)),
+        )
+
+
+def _headers(record: ConsumerRecord | None) -> Headers:
+    return list(record.headers or ()) if record is not None else []

@@ -1,0 +1,47 @@
+"""One logging set-up for every service: JSON lines off a terminal, readable text on one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "severity": record.levelname,
+            "name": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = value if isinstance(value, str | int | float | bool) else str(value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO", *, json_lines: bool | None = None) -> None:
+    """Log to stderr; ``json_lines`` defaults to "stderr is not a terminal"."""
+    use_json = not sys.stderr.isatty() if json_lines is None else json_lines
+    handler = logging.StreamHandler(sys.stderr)
+    if use_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Client libraries are chatty at INFO about every rebalance and connection.
+    for noisy in ("aiokafka", "kafka", "faust", "mode", "httpx", "trafilatura", "htmldate"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,75 @@
+"""The JSON Schemas in ``schemas/`` are the one source of truth for every message.
+
+Producers validate before sending and consumers on receipt, both through :func:`validate`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry, Resource
+
+from services.common.errors import SchemaValidationError
+
+FEED_ENTRY = "feed_entry.v1"
+ARTICLE = "article.v1"
+DEDUP_RESULT = "dedup_result.v1"
+DIPLOMATIC_EVENT = "diplomatic_event.v1"
+DEAD_LETTER = "dead_letter.v1"
+ALL_SCHEMA_IDS = (FEED_ENTRY, ARTICLE, DEDUP_RESULT, DIPLOMATIC_EVENT, DEAD_LETTER)
+
+
+def schemas_dir() -> Path:
+    """Where the schema files are: ``$WIREWATCH_SCHEMAS_DIR`` or the repository's ``schemas/``."""
+    configured = os.environ.get("WIREWATCH_SCHEMAS_DIR")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[2] / "schemas"
+
+
+def schema_path(schema_id: str) -> Path:
+    return schemas_dir() / f"{schema_id}.schema.json"
+
+
+@cache
+def load_schema(schema_id: str) -> dict[str, Any]:
+    with schema_path(schema_id).open(encoding="utf-8") as handle:
+        schema: dict[str, Any] = json.load(handle)
+    return schema
+
+
+@cache
+def _registry() -> Registry:
+    resources = []
+    for schema_id in ALL_SCHEMA_IDS:
+        schema = load_schema(schema_id)
+        resource = Resource.from_contents(schema)
+        resources.append((schema["$id"], resource))
+        resources.append((f"{schema_id}.schema.json", resource))
+    return Registry().with_resources(resources)
+
+
+@cache
+def validator_for(schema_id: str) -> Draft202012Validator:
+    return Draft202012Validator(
+        load_schema(schema_id), registry=_registry(), format_checker=FormatChecker()
+    )
+
+
+def validate(schema_id: str, message: Any) -> None:
+    """Raise :class:`SchemaValidationError` naming the first problem when ``message`` is invalid."""
+    errors = sorted(validator_for(schema_id).iter_errors(message), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(part) for part in first.absolute_path) or "(root)"
+        raise SchemaValidationError(schema_id, f"at {where}: {first.message}")
+
+
+def is_valid(schema_id: str, message: Any) -> bool:
+    valid: bool = validator_for(schema_id).is_valid(message)
+    return valid

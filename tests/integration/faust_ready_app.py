@@ -1,0 +1,30 @@
+"""A minimal Faust worker that reports when it has consumed its first message.
+
+Run by test_faust_ready.py as ``python -m tests.integration.faust_ready_app BOOTSTRAP TOPIC``;
+the time from process start to the first message is what "ready" means to a user.
+"""
+
+import os
+import sys
+import time
+
+STARTED = time.monotonic()
+
+from services.common.faust_app import make_faust_app  # noqa: E402
+from services.common.settings import KafkaSettings  # noqa: E402
+
+BOOTSTRAP, TOPIC = sys.argv[1], sys.argv[2]
+app = make_faust_app(f"ready-probe-{TOPIC}", KafkaSettings(bootstrap_servers=BOOTSTRAP))
+topic = app.topic(TOPIC, value_serializer="raw")
+
+
+@app.agent(topic)
+async def consume(stream):  # type: ignore[no-untyped-def]
+    async for _ in stream:
+        print(f"READY {time.monotonic() - STARTED:.2f}", flush=True)  # noqa: T201
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
+    app.main()

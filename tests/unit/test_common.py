@@ -1,0 +1,86 @@
+import base64
+import json
+import logging
+from types import SimpleNamespace
+
+from pydantic import SecretStr
+
+from services.common.kafka import (
+    FIRST_SEEN_HEADER,
+    TRACE_HEADER,
+    DeadLetter,
+    decode_record,
+    propagate_headers,
+)
+from services.common.logging import JsonFormatter
+from services.common.settings import KafkaSettings, TopicNames
+
+
+def record(value: bytes | None, **extra: object) -> SimpleNamespace:
+    fields = {"topic": "t", "partition": 1, "offset": 7, "key": b"k", "headers": []}
+    fields.update(extra)
+    return SimpleNamespace(value=value, **fields)
+
+
+def test_kafka_settings_come_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "svc")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "hunter2")
+    settings = KafkaSettings()
+    options = settings.client_options()
+    assert options["bootstrap_servers"] == "kafka-1:9092,kafka-2:9092"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_password"] == "hunter2"
+    assert "hunter2" not in repr(settings)
+
+
+def test_sasl_password_is_never_in_the_settings_repr() -> None:
+    settings = KafkaSettings(sasl_password=SecretStr("s3cret"))
+    assert "s3cret" not in str(settings) and "s3cret" not in repr(settings)
+
+
+def test_topic_names_can_be_overridden(monkeypatch) -> None:
+    monkeypatch.setenv("WIREWATCH_TOPIC_EVENTS", "events.side")
+    assert TopicNames().events == "events.side"
+    assert TopicNames.dlq("events.side") == "events.side.dlq"
+
+
+def test_invalid_json_becomes_a_dead_letter_with_the_original_bytes() -> None:
+    raw = b"{not json"
+    outcome = decode_record(record(raw), "feed_entry.v1")
+    assert isinstance(outcome, DeadLetter)
+    assert outcome.reason == "invalid_json"
+    message = outcome.to_message(service="test", record=record(raw))
+    assert base64.b64decode(message["original_b64"]) == raw
+    assert (message["topic"], message["partition"], message["offset"]) == ("t", 1, 7)
+
+
+def test_schema_violation_becomes_a_dead_letter_naming_the_problem() -> None:
+    outcome = decode_record(record(b'{"schema": "feed_entry.v1"}'), "feed_entry.v1")
+    assert isinstance(outcome, DeadLetter)
+    assert outcome.reason == "schema_invalid"
+    assert "entry_id" in outcome.error
+
+
+def test_a_json_array_is_not_a_message() -> None:
+    outcome = decode_record(record(b"[1, 2]"), "feed_entry.v1")
+    assert isinstance(outcome, DeadLetter) and "JSON object" in outcome.error
+
+
+def test_propagated_headers_keep_trace_and_first_seen_and_drop_the_rest() -> None:
+    incoming = [(TRACE_HEADER, b"abc"), (FIRST_SEEN_HEADER, b"1.5"), ("other", b"x")]
+    assert propagate_headers(incoming) == [(TRACE_HEADER, b"abc"), (FIRST_SEEN_HEADER, b"1.5")]
+    fresh = propagate_headers(None)
+    assert fresh[0][0] == TRACE_HEADER and len(fresh[0][1]) == 32
+
+
+def test_json_log_lines_carry_severity_name_message_and_extras() -> None:
+    entry = logging.LogRecord("svc.x", logging.WARNING, __file__, 1, "bad %s", ("feed",), None)
+    entry.feed = "http://example.org/rss"
+    line = json.loads(JsonFormatter().format(entry))
+    assert line["severity"] == "WARNING"
+    assert line["name"] == "svc.x"
+    assert line["message"] == "bad feed"
+    assert line["feed"] == "http://example.org/rss"
