@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from bench import evaldata
 from services.common.broker import EmbeddedBroker
 from services.common.settings import KafkaSettings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = Path(os.environ.get("WIREWATCH_SHARED_DIR", REPO_ROOT.parent / "shared"))
-EVAL_DIR = SHARED_DIR / "eval"
+EVAL_DIR = evaldata.eval_dir()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Benchmarks: one module a figure, run as `make bench-<name>` (python -m bench.<name>)."""
