@@ -27,6 +27,7 @@ from services.extractor.extract import (
     decode_html,
     drop_leading_title,
     extract_page,
+    page_language,
 )
 from services.extractor.fetch import RetryPolicy, classify_response, is_html
 
@@ -196,3 +197,18 @@ def test_extract_command_reports_an_empty_page(
     args = build_parser().parse_args(["extract", str(page)])
     assert args.handler(args) == 1
     assert "empty_extraction" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("html", "language"),
+    [
+        ('<html lang="en-US"><head>', "en"),
+        ("<html class=x xml:lang='pt-BR' >", "pt"),
+        ('<html><head><meta http-equiv="Content-Language" content="ru">', "ru"),
+        ('<html><head><meta property="og:locale" content="de_DE"/>', "de"),
+        ('<html data-lang="xx"><head>', None),
+        ('<html lang="english">', None),
+    ],
+)
+def test_declared_language_is_reduced_to_its_primary_subtag(html: str, language: str) -> None:
+    assert page_language(html) == language

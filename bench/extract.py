@@ -1,0 +1,175 @@
+"""Extractor throughput through the real broker against a bare single-process trafilatura loop.
+
+The service runs as its own process (``python -m services.extractor``, worker processes for
+extraction) on an embedded Tansu broker, fetching the 181 benchmark pages (each served
+``COPIES`` times under distinct URLs) from a local HTTP server. Its articles/s, from the first
+entry produced to the last result consumed, is compared with a plain
+``trafilatura.extract(html, include_comments=False)`` loop over the same pages in one process,
+measured in the same run (before and after the service; the mean is the baseline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import trafilatura
+from aiohttp import web
+
+from bench.evaldata import eval_dir
+from bench.extract_quality import load_pages
+from services.common.broker import EmbeddedBroker, free_port
+from services.common.kafka import make_consumer, make_producer
+from services.common.metrics import bound_port
+from services.common.settings import KafkaSettings, TopicNames
+from services.common.topics import ensure_topics, pipeline_topics
+
+COPIES = int(os.environ.get("BENCH_EXTRACT_COPIES", "2"))
+TARGET_RATIO = 0.8
+
+
+def bare_loop(bodies: list[bytes]) -> float:
+    """Articles per second of a plain trafilatura loop in this one process."""
+    started = time.perf_counter()
+    for body in bodies:
+        trafilatura.extract(body, include_comments=False)
+    return len(bodies) / (time.perf_counter() - started)
+
+
+async def serve_pages(pages: dict[str, bytes]) -> tuple[web.AppRunner, str]:
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(body=pages[request.match_info["id"]], content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/p/{id}", page)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{bound_port(site)}"
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"extractor exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("extractor not ready in time")
+
+
+async def service_run(bootstrap: str, pages: dict[str, bytes], log: Path) -> tuple[float, int, int]:
+    """(articles/s, articles, dead letters) of the service over ``COPIES`` × the pages."""
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    suffix = uuid.uuid4().hex[:8]
+    topics = TopicNames(
+        entries=f"bench-entries-{suffix}",
+        articles=f"bench-articles-{suffix}",
+        failed_articles=f"bench-failed-{suffix}",
+    )
+    await ensure_topics(kafka, pipeline_topics(topics))
+    runner, base = await serve_pages(pages)
+    metrics_port = free_port()
+    env = dict(
+        os.environ,
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        WIREWATCH_TOPIC_ENTRIES=topics.entries,
+        WIREWATCH_TOPIC_ARTICLES=topics.articles,
+        WIREWATCH_TOPIC_FAILED_ARTICLES=topics.failed_articles,
+        WIREWATCH_EXTRACTOR_METRICS_PORT=str(metrics_port),
+        WIREWATCH_EXTRACTOR_GROUP_ID=f"bench-{suffix}",
+        WIREWATCH_FETCH_ALLOWED_NETWORKS="127.0.0.1/32",
+        # One local host serves every page: no politeness spacing in a benchmark.
+        WIREWATCH_FETCH_MIN_HOST_INTERVAL_SECONDS="0",
+        WIREWATCH_FETCH_PER_HOST_CONCURRENCY="32",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.extractor"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    consumer = make_consumer(kafka, topics.articles, topics.failed_articles, group_id=None)
+    producer = make_producer(kafka)
+    try:
+        await asyncio.to_thread(wait_ready, metrics_port, process)
+        await consumer.start()
+        await producer.start()
+        urls = [f"{base}/p/{page_id}?copy={n}" for n in range(COPIES) for page_id in pages]
+        started = time.perf_counter()
+        for url in urls:
+            entry = {
+                "schema": "feed_entry.v1",
+                "entry_id": url,
+                "feed_url": f"{base}/feed.xml",
+                "url": url,
+                "title": "",
+                "first_seen": "2026-11-23T00:00:00Z",
+            }
+            await producer.send(topics.entries, json.dumps(entry).encode(), key=url.encode())
+        await producer.flush()
+        seen: dict[str, set[bytes]] = {topics.articles: set(), topics.failed_articles: set()}
+        deadline = time.monotonic() + 600
+        while sum(map(len, seen.values())) < len(urls) and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    seen[record.topic].add(record.key)
+        elapsed = time.perf_counter() - started
+        done = sum(map(len, seen.values()))
+        if done < len(urls):
+            raise SystemExit(f"only {done} of {len(urls)} entries came out; see {log}")
+        return len(urls) / elapsed, len(seen[topics.articles]), len(seen[topics.failed_articles])
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.wait, 60)
+        await consumer.stop()
+        await producer.stop()
+        await runner.cleanup()
+
+
+def main() -> int:
+    loaded = load_pages(eval_dir() / "extraction")
+    pages = {page_id: body for page_id, body, _ in loaded}
+    bodies = [body for _ in range(COPIES) for body in pages.values()]
+    print(f"{len(bodies)} entries ({len(pages)} benchmark pages x {COPIES}), {os.cpu_count()} CPUs")
+    before = bare_loop(bodies)
+    print(f"bare trafilatura loop, 1 process (before): {before:.1f} articles/s")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedBroker(storage="memory", log_path=Path(tmp) / "tansu.log") as broker,
+    ):
+        rate, articles, failed = asyncio.run(
+            service_run(broker.bootstrap_servers, pages, Path(tmp) / "extractor.log")
+        )
+    after = bare_loop(bodies)
+    print(f"bare trafilatura loop, 1 process (after):  {after:.1f} articles/s")
+    baseline = (before + after) / 2
+    print(
+        f"extractor service via broker + HTTP: {rate:.1f} entries/s "
+        f"({articles} articles, {failed} dead letters)"
+    )
+    ratio = rate / baseline
+    print(
+        f"ratio service / bare baseline ({baseline:.1f}/s): {ratio:.2f}x (target >= {TARGET_RATIO}, > 1)"
+    )
+    ok = ratio >= TARGET_RATIO and ratio > 1.0
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
