@@ -74,6 +74,7 @@ class ExtractorSettings(ServiceSettings):
     retry_max_seconds: float = 30.0
     commit_interval_seconds: float = 1.0
     drain_timeout_seconds: float = 30.0
+    linger_ms: int = Field(default=20, ge=0, description="producer batching delay")
     fetch: FetchSettings = Field(default_factory=FetchSettings)
 
     def worker_count(self) -> int:
@@ -409,7 +410,8 @@ async def run_extractor(
     await ensure_topics(settings.kafka, pipeline_topics(settings.topics))
     metrics = ExtractorMetrics(registry)
     pool = extraction_pool(settings.worker_count())
-    producer = make_producer(settings.kafka)
+    # Articles are large and come in bursts: a longer linger batches them into fewer requests.
+    producer = make_producer(settings.kafka, linger_ms=settings.linger_ms)
     listener = _Rebalance()
     consumer = make_consumer(settings.kafka, group_id=settings.group_id)
     consumer.subscribe([settings.topics.entries], listener=listener)
