@@ -225,6 +225,13 @@ def extract_page(
     )
 
 
+def choose_published(from_page: str | None, from_feed: str | None) -> str | None:
+    """The page's own date, unless the feed gives the same day with a time (more precise)."""
+    if from_page and from_feed and len(from_page) == 10 and from_feed.startswith(from_page):
+        return from_feed
+    return from_page or from_feed
+
+
 def build_article(
     page: ExtractedPage,
     *,
@@ -251,7 +258,7 @@ def build_article(
         "title": title,
         "text": page.text,
         "author": page.author or (entry.get("author") if entry else None),
-        "published": page.published or (entry.get("published") if entry else None),
+        "published": choose_published(page.published, entry.get("published") if entry else None),
         "language": page.language,
         "site_name": page.site_name,
         "source": page.site_name or host,

@@ -24,6 +24,7 @@ from services.extractor.extract import (
     article_id_for,
     build_article,
     choose_canonical_url,
+    choose_published,
     decode_html,
     drop_leading_title,
     extract_page,
@@ -212,3 +213,10 @@ def test_extract_command_reports_an_empty_page(
 )
 def test_declared_language_is_reduced_to_its_primary_subtag(html: str, language: str) -> None:
     assert page_language(html) == language
+
+
+def test_feed_time_refines_the_page_date_only_when_they_name_the_same_day() -> None:
+    assert choose_published("2025-03-17", "2025-03-17T09:00:00Z") == "2025-03-17T09:00:00Z"
+    assert choose_published("2025-03-17", "2025-03-18T01:00:00Z") == "2025-03-17"
+    assert choose_published(None, "2025-03-18T01:00:00Z") == "2025-03-18T01:00:00Z"
+    assert choose_published("2025-03-17T10:00:00+01:00", None) == "2025-03-17T10:00:00+01:00"
