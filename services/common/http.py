@@ -370,7 +370,7 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return min(float(int(value)), MAX_RETRY_AFTER_SECONDS)
+        return float(min(int(value), int(MAX_RETRY_AFTER_SECONDS)))
     from email.utils import parsedate_to_datetime
 
     try:
