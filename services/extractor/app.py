@@ -219,7 +219,7 @@ class Extractor:
             else:
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=free)
                 for partition, records in batch.items():
-                    lane = self._lane(partition)
+                    lane = self._lane(partition, records[0].offset)
                     for record in records:
                         self.metrics.messages_in.labels(topic=record.topic).inc()
                         lane.in_flight += 1
@@ -261,17 +261,18 @@ class Extractor:
             highwater = self.consumer.highwater(partition)
             if highwater is None:
                 continue
-            done = lane.committed if lane.committed is not None else 0
+            done = lane.committed if lane.committed is not None else highwater
             self.metrics.consumer_lag.labels(
                 topic=partition.topic, partition=str(partition.partition)
             ).set(max(highwater - done, 0))
 
     # ---- lanes ----------------------------------------------------------------------------
 
-    def _lane(self, partition: TopicPartition) -> Lane:
+    def _lane(self, partition: TopicPartition, first_offset: int) -> Lane:
         lane = self.lanes.get(partition)
         if lane is None:
-            lane = Lane(partition)
+            # Consumption resumes at the committed offset, so that is where the lane starts.
+            lane = Lane(partition, committed=first_offset)
             lane.emitter = asyncio.create_task(self._emit(lane))
             self.lanes[partition] = lane
         return lane

@@ -362,3 +362,22 @@ async def test_metrics_count_articles_fetch_outcomes_and_dead_letters(pipeline: 
     assert registry.get_sample_value("wirewatch_extractor_fetched_bytes_total") > 10_000
     assert registry.get_sample_value("wirewatch_extractor_extraction_duration_seconds_count") >= 1
     assert registry.get_sample_value("wirewatch_extractor_ready") == 1
+
+
+async def test_consumer_lag_falls_to_zero_once_everything_is_committed(pipeline: Any) -> None:
+    entry = await pipeline.send_entry("/article/042bb7b5?lag=1")
+    await pipeline.collect.wait_for(pipeline.names.articles, entry["url"])
+
+    def lags() -> list[float]:
+        return [
+            sample.value
+            for metric in pipeline.metrics.collect()
+            if metric.name == "wirewatch_extractor_consumer_lag_messages"
+            for sample in metric.samples
+            if sample.labels["topic"] == pipeline.names.entries
+        ]
+
+    deadline = time.monotonic() + 10
+    while (not lags() or any(lags())) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert lags() and not any(lags()), lags()
