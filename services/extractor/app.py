@@ -349,19 +349,23 @@ class Extractor:
         return Output(self.topics.articles, article)
 
     async def _extract(self, page: FetchedPage) -> ExtractedPage | DeadLetter:
+        """Extract in the pool; a dead worker costs one retry on a fresh pool, then a DLQ."""
         loop = asyncio.get_running_loop()
         call = functools.partial(
             extract_page, page.body, url=page.url, content_type=page.content_type
         )
-        try:
-            return await loop.run_in_executor(self.pool, call)
-        except BrokenProcessPool:
-            logger.error("an extraction worker died; starting a new pool")
-            self._replace_pool()
-            return DeadLetter("extraction_failed", "the extraction worker process died")
-        except Exception as exc:  # a page that crashes the parser must not stop the service
-            logger.exception("extraction failed for %s", page.url)
-            return DeadLetter("extraction_failed", f"{type(exc).__name__}: {exc}")
+        for attempt in (1, 2):
+            pool = self.pool
+            try:
+                return await loop.run_in_executor(pool, call)
+            except BrokenProcessPool:
+                logger.error("an extraction worker died (attempt %d for %s)", attempt, page.url)
+                if self.pool is pool:
+                    self._replace_pool()
+            except Exception as exc:  # a page that crashes the parser must not stop the service
+                logger.exception("extraction failed for %s", page.url)
+                return DeadLetter("extraction_failed", f"{type(exc).__name__}: {exc}")
+        return DeadLetter("extraction_failed", "the extraction worker process died twice")
 
     def _replace_pool(self) -> None:
         broken = self.pool

@@ -7,14 +7,22 @@ real-broker behaviour is covered in tests/integration/test_extractor_*.py.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from services.common.kafka import DeadLetter
 from services.common.shutdown import GracefulStop
+from services.extractor import app
 from services.extractor.app import Extractor, ExtractorMetrics, ExtractorSettings, Output
+from services.extractor.fetch import FetchedPage
 
 TP = TopicPartition("entries", 0)
 
@@ -112,3 +120,44 @@ async def test_outputs_leave_in_offset_order_and_only_acknowledged_offsets_are_c
         stop.request()
         await asyncio.wait_for(running, 5)
         extractor.pool.shutdown()
+
+
+MARKER = Path(tempfile.gettempdir()) / f"wirewatch-crash-once-{os.getpid()}"
+
+
+def crash_once(body: bytes, *, url: str | None, content_type: str | None) -> DeadLetter:
+    """Stands in for a page that kills its worker process the first time only."""
+    if not MARKER.exists():
+        MARKER.touch()
+        os._exit(1)
+    return DeadLetter("empty_extraction", f"survived: {len(body)} bytes")
+
+
+def fork_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+
+
+async def test_a_dead_worker_is_replaced_and_the_entry_retried_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(app, "extract_page", crash_once)
+    monkeypatch.setattr(app, "extraction_pool", fork_pool)
+    MARKER.unlink(missing_ok=True)
+    extractor = Extractor(
+        ExtractorSettings(workers=1),
+        consumer=FakeConsumer([]),  # type: ignore[arg-type]
+        producer=FakeProducer(),  # type: ignore[arg-type]
+        session=None,
+        pool=fork_pool(1),
+        metrics=ExtractorMetrics(CollectorRegistry()),
+        stop=GracefulStop(),
+    )
+    first_pool = extractor.pool
+    page = FetchedPage("http://x/", 200, "text/html", b"<html>", 0.0, 0)
+    try:
+        outcome = await extractor._extract(page)
+    finally:
+        extractor.pool.shutdown()
+        MARKER.unlink(missing_ok=True)
+    assert isinstance(outcome, DeadLetter) and outcome.error == "survived: 6 bytes"
+    assert extractor.pool is not first_pool
