@@ -40,12 +40,40 @@ ROUNDS = int(os.environ.get("BENCH_EXTRACT_ROUNDS", "3"))
 TARGET_RATIO = 0.8
 
 
-def bare_loop(bodies: list[bytes]) -> float:
-    """Articles per second of a plain trafilatura loop in this one process."""
-    started = time.perf_counter()
+def bare_loop(bodies: list[bytes]) -> tuple[float, float]:
+    """Articles per second of a plain trafilatura loop in this process, and the cores it got."""
+    started, cpu = time.perf_counter(), time.process_time()
     for body in bodies:
         trafilatura.extract(body, include_comments=False)
-    return len(bodies) / (time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    return len(bodies) / wall, (time.process_time() - cpu) / wall
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time a process and its descendants have run so far (Linux ``schedstat``).
+
+    Printed beside the rates because the machine is shared: with the kernel's autogroup
+    scheduling a whole session gets one fair share, however many processes it runs.
+    """
+    children: dict[int, list[int]] = {}
+    running: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            sched = Path(f"/proc/{entry}/schedstat").read_text().split()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry))
+        running[int(entry)] = int(sched[0]) / 1e9
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += running.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
 
 
 async def serve_pages(pages: dict[str, bytes]) -> tuple[web.AppRunner, str]:
@@ -116,16 +144,21 @@ async def measure(bootstrap: str, pages: dict[str, bytes], log: Path) -> list[tu
         await consumer.start()
         await producer.start()
         for round_number in range(ROUNDS):
-            bare = bare_loop(bodies)
+            bare, bare_cores = bare_loop(bodies)
             urls = [
                 f"{base}/p/{page_id}?round={round_number}&copy={n}"
                 for n in range(COPIES)
                 for page_id in pages
             ]
+            cpu_before, wall_before = tree_cpu_seconds(process.pid), time.perf_counter()
             rate, articles, failed = await service_batch(producer, consumer, topics, urls, log)
+            service_cores = (tree_cpu_seconds(process.pid) - cpu_before) / (
+                time.perf_counter() - wall_before
+            )
             print(
-                f"round {round_number + 1}: bare loop {bare:.1f} articles/s; service "
-                f"{rate:.1f} entries/s ({articles} articles, {failed} dead letters); "
+                f"round {round_number + 1}: bare loop {bare:.1f} articles/s "
+                f"(on {bare_cores:.2f} cores); service {rate:.1f} entries/s "
+                f"({articles} articles, {failed} dead letters; on {service_cores:.2f} cores); "
                 f"ratio {rate / bare:.2f}x"
             )
             results.append((bare, rate))
