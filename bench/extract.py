@@ -134,6 +134,9 @@ async def measure(bootstrap: str, pages: dict[str, bytes], log: Path) -> list[tu
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        # Its own session, as a deployed service runs apart from the broker and the page
+        # server; otherwise autogroup scheduling makes it share one CPU share with them.
+        start_new_session=True,
     )
     consumer = make_consumer(kafka, topics.articles, topics.failed_articles, group_id=None)
     producer = make_producer(kafka)
