@@ -76,7 +76,7 @@ def canonicalize_url(link: str | None, *, base: str | None = None) -> str | None
     return str(without_fragment)
 
 
-def content_hash(entry: Mapping[str, Any]) -> str:
+def content_hash(entry: dict[str, Any]) -> str:
     """A stable identity for entries with neither guid nor link (title, summary, dates)."""
     material = {
         key: str(dict.get(entry, key) or "")
@@ -87,7 +87,7 @@ def content_hash(entry: Mapping[str, Any]) -> str:
     return f"sha256:{digest[:32]}"
 
 
-def entry_identity(entry: Mapping[str, Any], canonical_url: str | None) -> str:
+def entry_identity(entry: dict[str, Any], canonical_url: str | None) -> str:
     """guid/id first (what publishers promise stable), then the canonical link, then a hash."""
     guid = entry.get("id")
     if isinstance(guid, str) and guid.strip():
@@ -143,7 +143,7 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
     )
 
 
-def _to_entry(raw: Mapping[str, Any], base: str) -> ParsedEntry:
+def _to_entry(raw: dict[str, Any], base: str) -> ParsedEntry:
     link = _text(raw.get("link"))
     canonical = canonicalize_url(link, base=base)
     return ParsedEntry(
