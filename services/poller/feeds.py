@@ -119,11 +119,13 @@ def _ttl_seconds(feed: Mapping[str, Any]) -> float | None:
 
 def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
     """Parse a feed body; never raises for malformed input (feedparser's ``bozo`` says why)."""
-    response_headers = {k.lower(): v for k, v in (headers or {}).items()}
-    # feedparser resolves relative links against Content-Location; give it the feed's URL.
-    response_headers["content-location"] = urljoin(
-        url, response_headers.get("content-location", "")
-    )
+    response_headers: dict[str, str] | None = None
+    if headers is not None:
+        response_headers = {k.lower(): v for k, v in headers.items()}
+        # feedparser resolves relative links against Content-Location; give it the feed's URL.
+        response_headers["content-location"] = urljoin(
+            url, response_headers.get("content-location", "")
+        )
     parsed = feedparser.parse(body, response_headers=response_headers)
     base = str(parsed.feed.get("link") or url)
     entries = tuple(_to_entry(raw, base) for raw in parsed.entries)
