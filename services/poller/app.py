@@ -199,8 +199,18 @@ class Poller:
         if await stop.wait(first):
             return
         while not stop.stopping and not state.gone:
-            result = await self.poll_feed(feed)
-            if result.delay is None or await stop.wait(result.delay):
+            try:
+                result = await self.poll_feed(feed)
+            except Exception:
+                # A bug must not silently end this feed's polling: log it loudly, retry later.
+                logger.exception("feed %s: unexpected error while polling", feed.name)
+                state.consecutive_failures += 1
+                delay: float | None = failure_backoff(
+                    state.consecutive_failures, bounds=self.bounds, rng=self.rng
+                )
+            else:
+                delay = result.delay
+            if delay is None or await stop.wait(delay):
                 return
 
     async def poll_feed(self, feed: FeedSpec) -> PollResult:
