@@ -100,6 +100,7 @@ async def make_rig(
     *,
     topic: str,
     state_topic: str | None = None,
+    fetch_settings: FetchSettings = LOCAL_FETCH,
     **overrides: object,
 ) -> PollerRig:
     state_topic = state_topic or f"{topic}.state"
@@ -127,7 +128,7 @@ async def make_rig(
     poller = Poller(
         feeds,
         settings=settings,
-        fetch_settings=LOCAL_FETCH,
+        fetch_settings=fetch_settings,
         producer=producer,
         metrics=PollerMetrics(registry),
     )

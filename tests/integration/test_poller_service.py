@@ -17,7 +17,13 @@ from services.common.kafka import FIRST_SEEN_HEADER, header_value
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.shutdown import GracefulStop
 from services.poller.feedlist import FeedSpec
-from tests.integration.poller_helpers import FeedServer, make_rig, read_topic, rss_response
+from tests.integration.poller_helpers import (
+    LOCAL_FETCH,
+    FeedServer,
+    make_rig,
+    read_topic,
+    rss_response,
+)
 
 GUARDIAN = "rss-parser/test/input/guardian.rss"
 
@@ -340,3 +346,60 @@ async def test_a_feed_that_keeps_failing_is_reported_not_dropped(
     assert rig.metric("wirewatch_poller_feed_consecutive_failures", feed="broken feed") == 4
     reports = [r.getMessage() for r in caplog.records if "in a row" in r.getMessage()]
     assert len(reports) == 2 and "broken.xml" in reports[0]
+
+
+async def test_gzip_encoded_feed_is_requested_and_decoded(
+    kafka_settings: KafkaSettings, unique_topic: str, eval_dir: Path, feed_server: FeedServer
+) -> None:
+    body = (eval_dir / "feeds" / GUARDIAN).read_bytes()
+
+    async def gzipped(_: web.Request) -> web.StreamResponse:
+        response = rss_response(body)
+        response.enable_compression(web.ContentCoding.gzip)
+        return response
+
+    feed_server.routes["/feed.xml"] = gzipped
+    feeds = [FeedSpec(url=f"{feed_server.base_url}/feed.xml", name="guardian")]
+    rig = await make_rig(kafka_settings, feeds, topic=unique_topic)
+    try:
+        [result] = await rig.poller.poll_round()
+    finally:
+        await rig.close()
+
+    assert "gzip" in feed_server.requests[0].headers["Accept-Encoding"]
+    assert (result.outcome, result.emitted) == ("200", 55)
+
+
+async def test_feeds_on_one_host_are_spaced_and_limited_per_host(
+    kafka_settings: KafkaSettings, unique_topic: str, eval_dir: Path, feed_server: FeedServer
+) -> None:
+    body = (eval_dir / "feeds" / GUARDIAN).read_bytes()
+    in_flight = {"now": 0, "max": 0}
+
+    async def slow(_: web.Request) -> web.StreamResponse:
+        in_flight["now"] += 1
+        in_flight["max"] = max(in_flight["max"], in_flight["now"])
+        await asyncio.sleep(0.3)
+        in_flight["now"] -= 1
+        return rss_response(body)
+
+    for n in range(4):
+        feed_server.routes[f"/feed-{n}.xml"] = slow
+    feeds = [
+        FeedSpec(url=f"{feed_server.base_url}/feed-{n}.xml", name=f"feed {n}") for n in range(4)
+    ]
+    polite = LOCAL_FETCH.model_copy(
+        update={"per_host_concurrency": 1, "min_host_interval_seconds": 0.5}
+    )
+    rig = await make_rig(kafka_settings, feeds, topic=unique_topic, fetch_settings=polite)
+    try:
+        results = await rig.poller.poll_round()
+    finally:
+        await rig.close()
+
+    starts = sorted(seen.at for seen in feed_server.requests)
+    assert [r.outcome for r in results] == ["200"] * 4
+    assert in_flight["max"] == 1
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    # Sent 0.5 s apart; arrival times jitter (the first request also opens the connection).
+    assert min(gaps) >= 0.35 and starts[-1] - starts[0] >= 1.4, gaps
