@@ -268,6 +268,13 @@ class Poller:
             return await self._failed(feed, state, outcome)
 
         parsed = parse_feed(response.body, url=response.url, headers=dict(response.headers))
+        if parsed.gunzipped:
+            logger.warning(
+                "feed %s (%s) sent gzip-compressed bytes without Content-Encoding; decompressed",
+                feed.name,
+                state.url,
+                extra={"feed_url": state.url},
+            )
         if parsed.bozo_exception is not None:
             self.metrics.bozo_feeds.labels(parsed.bozo_exception).inc()
             logger.warning(

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from courlan import normalize_url
 logger = logging.getLogger(__name__)
 
 FEED_ENTRY_SCHEMA = "feed_entry.v1"
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_GUNZIPPED_BYTES = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class ParsedFeed:
     bozo_exception: str | None
     bozo_message: str | None
     ttl_seconds: float | None
+    gunzipped: bool = False
 
     @property
     def looks_broken(self) -> bool:
@@ -117,8 +121,27 @@ def _ttl_seconds(feed: Mapping[str, Any]) -> float | None:
     return None
 
 
+def gunzip_stray(body: bytes, *, limit: int = MAX_GUNZIPPED_BYTES) -> bytes | None:
+    """The content of a body that is still gzip-compressed, or None.
+
+    Some servers gzip a feed file but send it without ``Content-Encoding``; feedparser then sees
+    binary noise. Decompression is capped so that a small bomb cannot exhaust memory.
+    """
+    if not body.startswith(GZIP_MAGIC):
+        return None
+    decompressor = zlib.decompressobj(wbits=31)
+    try:
+        content = decompressor.decompress(body, limit + 1)
+    except zlib.error:
+        return None
+    return content if len(content) <= limit else None
+
+
 def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
     """Parse a feed body; never raises for malformed input (feedparser's ``bozo`` says why)."""
+    unpacked = gunzip_stray(body)
+    if unpacked is not None:
+        body = unpacked
     response_headers: dict[str, str] | None = None
     if headers is not None:
         response_headers = {k.lower(): v for k, v in headers.items()}
@@ -142,6 +165,7 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
         bozo_exception=bozo_exception,
         bozo_message=bozo_message,
         ttl_seconds=_ttl_seconds(parsed.feed),
+        gunzipped=unpacked is not None,
     )
 
 

@@ -77,3 +77,22 @@ def test_declared_ttl_is_read_in_seconds() -> None:
     body = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><ttl>15</ttl>
     </channel></rss>"""
     assert parse_feed(body, url="https://example.org/feed").ttl_seconds == 900.0
+
+
+def test_feed_sent_as_raw_gzip_bytes_is_unpacked_and_parsed(eval_dir: Path) -> None:
+    body = (eval_dir / "feeds" / "node-feedparser/test/feeds/compressed.xml").read_bytes()
+    parsed = parse_feed(body, url="http://www.oren.ru/rss")
+    assert parsed.gunzipped and parsed.bozo_exception is None
+    assert len(parsed.entries) == 10
+    assert all(entry.url and entry.url.startswith("http://www.oren.ru") for entry in parsed.entries)
+
+
+def test_gzip_bomb_beyond_the_cap_is_not_unpacked() -> None:
+    import gzip
+
+    from services.poller.feeds import gunzip_stray
+
+    bomb = gzip.compress(b"<" * 2_000_000)
+    assert gunzip_stray(bomb, limit=1_000_000) is None
+    assert gunzip_stray(bomb, limit=3_000_000) == b"<" * 2_000_000
+    assert gunzip_stray(b"\x1f\x8bnot really gzip") is None
