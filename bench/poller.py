@@ -166,7 +166,7 @@ async def run(bootstrap: str, base: str) -> None:
         f"{base_cpu * 1000 / FEEDS:.2f} CPU s per 1k parses ({FEEDS / base_wall:.0f} parses/s)"
     )
     print(
-        f"ratio: steady poll (fetch + parse + dedup + state write) costs "
+        f"ratio: steady poll (fetch + parse + dedup against the seen state) costs "
         f"{steady_cpu / (base_cpu * 1000 / FEEDS):.2f}x the bare parse in CPU"
     )
     later = [row[5] for row in rows[1:]]

@@ -143,11 +143,14 @@ class Poller:
         self.states: dict[str, FeedState] = {}
         self.session: Any = None
         self.ready = False
+        # What the state topic holds per feed (clock fields aside), to skip unchanged writes.
+        self._saved: dict[str, bytes] = {}
 
     async def start(self) -> None:
         """Open the HTTP session and read every feed's state back from the state topic."""
         self.session = make_session(self.fetch_settings)
         loaded = await self.store.load()
+        self._saved = {key: state.durable_view() for key, state in loaded.items()}
         for feed in self.feeds:
             self.states[feed.url] = loaded.get(feed.url) or FeedState(
                 feed_key=feed.url, url=feed.url
@@ -436,8 +439,17 @@ class Poller:
         return PollResult(feed.name, "410", 0, 0, None)
 
     async def _save(self, state: FeedState, next_poll_at: float | None) -> None:
+        """Write the state when more than its clock changed (e.g. not after an unchanged 304).
+
+        Unchanged polls of a thousand feeds would otherwise append megabytes an hour to a
+        topic that only compaction (which not every broker runs promptly) would shrink.
+        """
         state.next_poll_at = next_poll_at
+        view = state.durable_view()
+        if self._saved.get(state.feed_key) == view:
+            return
         await (await self.store.save(state))
+        self._saved[state.feed_key] = view
 
 
 async def run_service(settings: PollerSettings, fetch_settings: FetchSettings) -> int:

@@ -44,6 +44,7 @@ def load_feed_list(path: Path) -> list[FeedSpec]:
         raw = _yaml_feeds(text, path)
     feeds: list[FeedSpec] = []
     seen: set[str] = set()
+    names: set[str] = set()
     for number, item in enumerate(raw, start=1):
         item = dict(item)
         item.setdefault("name", item.get("url"))
@@ -55,6 +56,14 @@ def load_feed_list(path: Path) -> list[FeedSpec]:
             logger.warning("%s: feed %s is listed twice; polling it once", path, spec.url)
             continue
         seen.add(spec.url)
+        if spec.name in names:
+            # The name is the metrics label: two feeds must not share one time series.
+            unique = f"{spec.name} ({number})"
+            logger.warning(
+                "%s: feed name %r is used twice; calling %s %r", path, spec.name, spec.url, unique
+            )
+            spec = spec.model_copy(update={"name": unique})
+        names.add(spec.name)
         feeds.append(spec)
     if not feeds:
         raise ConfigurationError(f"{path}: the feed list is empty")

@@ -24,6 +24,8 @@ from services.common.topics import TopicSpec
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+# Fields that change at every poll; losing them costs one early poll after a restart.
+VOLATILE_FIELDS = ("last_success", "last_outcome", "next_poll_at", "interval_seconds")
 
 
 def state_topic_spec(name: str) -> TopicSpec:
@@ -69,6 +71,13 @@ class FeedState:
         older = [key for key in self.seen if key not in current_set]
         self.seen = current + older[: max(0, bound - len(current))]
         self._seen_set = set(self.seen)
+
+    def durable_view(self) -> bytes:
+        """The state without its clock fields: when this is unchanged, a write can be skipped."""
+        document = asdict(self)
+        for volatile in VOLATILE_FIELDS:
+            document.pop(volatile, None)
+        return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
     def to_json(self) -> bytes:
         document: dict[str, Any] = {"version": STATE_VERSION, **asdict(self)}

@@ -121,6 +121,8 @@ async def test_second_poll_of_unchanged_feed_sends_validators_gets_304_and_emits
     assert "wirewatch" in sent["User-Agent"]
     assert len(await read_topic(kafka_settings, unique_topic)) == 55
     assert rig.metric("wirewatch_poller_polls_total", outcome="304") == 1
+    # The unchanged 304 changed only the clock fields: no second state record.
+    assert len(await read_topic(kafka_settings, rig.state_topic)) == 1
 
 
 async def test_changed_feed_emits_only_the_new_entries(

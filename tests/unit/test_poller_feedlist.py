@@ -67,3 +67,15 @@ def test_shipped_example_feed_list_loads() -> None:
     assert len(feeds) >= 15
     assert all(feed.url.startswith(("https://", "http://")) for feed in feeds)
     assert len({feed.name for feed in feeds}) == len(feeds)
+
+
+def test_feeds_sharing_a_name_get_distinct_metric_labels(tmp_path: Path) -> None:
+    path = tmp_path / "export.opml"
+    path.write_text(
+        """<opml version="1.0"><body>
+  <outline text="World" xmlUrl="https://a.example/world.xml"/>
+  <outline text="World" xmlUrl="https://b.example/world.xml"/>
+</body></opml>""",
+        encoding="utf-8",
+    )
+    assert [f.name for f in load_feed_list(path)] == ["World", "World (2)"]

@@ -36,3 +36,12 @@ def test_state_round_trips_through_json() -> None:
 def test_unknown_state_version_is_refused() -> None:
     with pytest.raises(ValueError, match="version"):
         FeedState.from_json(b'{"version": 99, "feed_key": "x", "url": "x"}')
+
+
+def test_durable_view_ignores_the_clock_fields_only() -> None:
+    state = FeedState(feed_key="https://f/rss", url="https://f/rss", etag='"1"')
+    before = state.durable_view()
+    state.next_poll_at, state.last_success, state.last_outcome = 99.0, 98.0, "304"
+    assert state.durable_view() == before
+    state.etag = '"2"'
+    assert state.durable_view() != before
