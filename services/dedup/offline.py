@@ -35,14 +35,16 @@ def run_offline(lines: Iterable[str], engine: Deduplicator | None = None) -> Ite
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        data: Any = None
         try:
             data = json.loads(line)
             if not isinstance(data, dict):
                 raise ValueError("line is not a JSON object")
             article = article_from_line(data)
         except ValueError as exc:
-            logger.warning("line %d skipped: %s", number, exc)
-            yield {"line": number, "error": str(exc)}
+            logger.warning("line %d not deduplicated: %s", number, exc)
+            line_id = data.get("id") if isinstance(data, dict) else None
+            yield {"id": line_id, "story_id": None, "copy_of": None, "error": f"line {number}: {exc}"}
             continue
         decision, _ = engine.decide(article)
         yield {"id": article.article_id, "story_id": decision.story_id, "copy_of": decision.copy_of}
