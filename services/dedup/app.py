@@ -104,9 +104,7 @@ class DedupService:
             value_serializer="raw",
             internal=True,
         )
-        self.table = self.app.Table(
-            "window", partitions=1, key_type=str, default=None
-        )
+        self.table = self.app.Table("window", partitions=1, key_type=str, default=None)
         self.engine = self._new_engine()
         self.producer: ValidatingProducer | None = None
         self.dead_letters: DeadLetterSender | None = None

@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
+import numpy.typing as npt
+
 from services.dedup.index import Window, WindowEntry
 from services.dedup.similarity import (
     Fingerprint,
@@ -25,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 Outcome = str  # "new_story" | "copy" | "rewrite"
 
+# Below this share of common word 3-grams two articles tell different stories; the costlier
+# signals are not computed.
+MIN_SHARED_SHINGLES = 0.04
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -35,6 +42,15 @@ class Thresholds:
     copy_alignment_shingles: float = 0.15  # ... provided this much text is shared verbatim
     story_narrative: float = 0.07  # rarity-weighted share of the reporting outside quotes
     story_names: int = 3  # a rewrite must also name at least this many of the same names
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A new article's fingerprint with the rarity weights of its reporting."""
+
+    fingerprint: Fingerprint
+    weights: dict[int, float]
+    total: float
 
 
 @dataclass(frozen=True)
@@ -153,36 +169,55 @@ class Deduplicator:
         self.decisions[article.article_id] = decision
         return decision, entry
 
-    def compare(self, fp: Fingerprint, other: WindowEntry) -> PairSignals:
-        mine, theirs = fp.narrative(), other.fingerprint.narrative()
+    def probe(self, fp: Fingerprint) -> Probe:
+        """What ``compare`` needs of the new article, computed once per lookup."""
+        narrative = fp.narrative()
+        ordered = sorted(narrative)
+        weights = self._idf(ordered)
+        return Probe(fp, dict(zip(ordered, weights.tolist(), strict=True)), float(weights.sum()))
+
+    def compare(self, fp: Fingerprint | Probe, other: WindowEntry) -> PairSignals:
+        """The signals between a new article and one earlier article.
+
+        The expensive ones (rarity-weighted reporting, sentence alignment) are computed only
+        when enough text is shared for them to matter.
+        """
+        probe = fp if isinstance(fp, Probe) else self.probe(fp)
+        mine, theirs = probe.fingerprint, other.fingerprint
+        shingles = containment(mine.shingles, theirs.shingles)
+        narrative = alignment = 0.0
+        if shingles >= MIN_SHARED_SHINGLES:
+            narrative = self._weighted_containment(probe, theirs.narrative())
+        if shingles >= self.thresholds.copy_alignment_shingles:
+            alignment = aligned_sentences(mine, theirs)
         return PairSignals(
-            shingles=containment(fp.shingles, other.fingerprint.shingles),
-            narrative=self._weighted_containment(mine, theirs),
-            alignment=aligned_sentences(fp, other.fingerprint),
-            names=overlap(fp.names, other.fingerprint.names),
-            numbers=overlap(fp.numbers, other.fingerprint.numbers),
-            quotes=containment(fp.quotes, other.fingerprint.quotes),
+            shingles=shingles,
+            narrative=narrative,
+            alignment=alignment,
+            names=overlap(mine.names, theirs.names),
+            numbers=overlap(mine.numbers, theirs.numbers),
+            quotes=containment(mine.quotes, theirs.quotes),
         )
 
-    def _weighted_containment(self, mine: set[int], theirs: set[int]) -> float:
+    def _idf(self, hashes: list[int]) -> npt.NDArray[np.float64]:
+        size = len(self.window) + 1
+        counts = self.window.frequencies.counts(hashes)
+        weights: npt.NDArray[np.float64] = np.log((size + 1) / (counts + 1.0))
+        return weights
+
+    def _weighted_containment(self, probe: Probe, theirs: set[int]) -> float:
         """Shared reporting, each 3-gram weighted by how rare it is in the window (IDF).
 
         Phrases every article on a topic uses ("30-day ceasefire", "Secretary of State Marco
         Rubio") weigh little; the phrasing one wire story introduced weighs most.
         """
-        if not mine or not theirs:
+        if not probe.weights or not theirs:
             return 0.0
-        size = len(self.window) + 1
-        shared = mine & theirs
+        shared = [probe.weights[h] for h in theirs if h in probe.weights]
         if not shared:
             return 0.0
-
-        def weight(hashes: set[int]) -> float:
-            counts = self.window.frequencies.counts(hashes)
-            return float(sum(math.log((size + 1) / (c + 1.0)) for c in counts.tolist()))
-
-        denominator = min(weight(mine), weight(theirs))
-        return weight(shared) / denominator if denominator > 0 else 0.0
+        denominator = min(probe.total, float(self._idf(sorted(theirs)).sum()))
+        return sum(shared) / denominator if denominator > 0 else 0.0
 
     def _is_copy(self, signals: PairSignals) -> bool:
         t = self.thresholds
@@ -195,7 +230,8 @@ class Deduplicator:
         return signals.narrative >= t.story_narrative and signals.names >= t.story_names
 
     def _judge(self, article_id: str, fp: Fingerprint, candidates: list[WindowEntry]) -> Decision:
-        scored = [(entry, self.compare(fp, entry)) for entry in candidates]
+        probe = self.probe(fp)
+        scored = [(entry, self.compare(probe, entry)) for entry in candidates]
         copies = [(e, s) for e, s in scored if self._is_copy(s)]
         if copies:
             roots = [self.window.get(e.copy_root) or e for e, _ in copies]

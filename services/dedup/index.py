@@ -135,7 +135,10 @@ class Window:
             if posting is not None:
                 shared.update(posting)
         found = []
-        for article_id, count in sorted(shared.items(), key=lambda item: (-item[1], item[0])):
+        ranked = heapq.nsmallest(
+            4 * self.candidate_limit, shared.items(), key=lambda item: (-item[1], item[0])
+        )
+        for article_id, count in ranked:
             if count < 2:
                 break
             entry = self.entries.get(article_id)

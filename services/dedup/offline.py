@@ -30,7 +30,9 @@ def article_from_line(data: dict[str, Any]) -> ArticleIn:
     return ArticleIn(article_id, title or "", text, parse_time(data.get("published")))
 
 
-def run_offline(lines: Iterable[str], engine: Deduplicator | None = None) -> Iterator[dict[str, Any]]:
+def run_offline(
+    lines: Iterable[str], engine: Deduplicator | None = None
+) -> Iterator[dict[str, Any]]:
     engine = engine or Deduplicator()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -44,7 +46,12 @@ def run_offline(lines: Iterable[str], engine: Deduplicator | None = None) -> Ite
         except ValueError as exc:
             logger.warning("line %d not deduplicated: %s", number, exc)
             line_id = data.get("id") if isinstance(data, dict) else None
-            yield {"id": line_id, "story_id": None, "copy_of": None, "error": f"line {number}: {exc}"}
+            yield {
+                "id": line_id,
+                "story_id": None,
+                "copy_of": None,
+                "error": f"line {number}: {exc}",
+            }
             continue
         decision, _ = engine.decide(article)
         yield {"id": article.article_id, "story_id": decision.story_id, "copy_of": decision.copy_of}

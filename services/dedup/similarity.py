@@ -119,7 +119,9 @@ def extract_numbers(text: str) -> set[str]:
 
 def fingerprint(title: str, text: str) -> Fingerprint:
     """The fingerprint of an article; the title counts as one more sentence of the text."""
-    body = normalize(f"{title}\n{text}" if title and title not in text[: len(title) + 200] else text)
+    body = normalize(
+        f"{title}\n{text}" if title and title not in text[: len(title) + 200] else text
+    )
     tokens = words(body)
     shingles = {" ".join(tokens[i : i + SHINGLE_SIZE]) for i in range(len(tokens) - 2)}
     quote_grams: set[str] = set()
