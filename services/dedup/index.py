@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -81,7 +81,9 @@ class Window:
         self.posting_limit = posting_limit
         self.candidate_limit = candidate_limit
         self.entries: dict[str, WindowEntry] = {}
-        self.postings: dict[int, deque[str]] = {}
+        # Plain lists, trimmed by hand: a deque costs ~600 bytes even when nearly empty, and most
+        # keys hold one or two articles.
+        self.postings: dict[int, list[str]] = {}
         self.frequencies = FrequencySketch()
         self._by_time: list[tuple[float, str]] = []
         self.watermark = -math.inf
@@ -103,8 +105,11 @@ class Window:
         for key in index_keys(entry.fingerprint):
             posting = self.postings.get(key)
             if posting is None:
-                posting = self.postings[key] = deque(maxlen=self.posting_limit)
+                self.postings[key] = [entry.article_id]
+                continue
             posting.append(entry.article_id)
+            if len(posting) > self.posting_limit:
+                del posting[0]
         self.frequencies.update(entry.fingerprint.shingles, 1)
         self.watermark = max(self.watermark, entry.event_time)
 

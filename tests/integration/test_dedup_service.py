@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -82,6 +84,13 @@ class Worker:
             self.process.kill()
             return self.process.wait(10)
 
+    def metrics_url(self) -> str:
+        ports = re.findall(
+            r"metrics on (http://127\.0\.0\.1:\d+)/metrics", self.log_path.read_text()
+        )
+        assert ports, self.log()
+        return f"{ports[-1]}/metrics"
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 
@@ -130,7 +139,10 @@ async def produce(kafka: KafkaSettings, topic: str, messages: list[tuple[bytes, 
 
 
 async def collect(
-    consumer: AIOKafkaConsumer, want: set[str], seen: dict[str, list[dict[str, Any]]], worker: Worker
+    consumer: AIOKafkaConsumer,
+    want: set[str],
+    seen: dict[str, list[dict[str, Any]]],
+    worker: Worker,
 ) -> None:
     """Read results until every id in ``want`` has one (or fail with the worker's log)."""
     deadline = asyncio.get_running_loop().time() + STARTUP_SECONDS
@@ -196,6 +208,15 @@ async def test_killed_worker_recovers_its_window_and_assigns_a_later_copy_to_the
         assert first["article"]["text"] == original["text"]
         assert first["_headers"][FIRST_SEEN_HEADER] == b"1741665840.0"
         assert seen[unrelated["article_id"]][0]["story_id"] == unrelated["article_id"]
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(worker.metrics_url())).text
+        assert 'wirewatch_dedup_articles_total{outcome="new_story"} 2.0' in metrics
+        assert "wirewatch_dedup_window_articles 2.0" in metrics
+        assert "wirewatch_dedup_candidates_count 2.0" in metrics
+        assert "wirewatch_dedup_lookup_duration_seconds_count 2.0" in metrics
+        assert re.search(
+            r'wirewatch_dedup_dead_letters_total\{[^}]*reason="invalid_json"[^}]*\} 1\.0', metrics
+        )
 
         # Everything so far is committed, so the restarted worker cannot relearn it from the
         # input: the window must come back from the table's changelog.
