@@ -153,9 +153,11 @@ class DedupService:
             if isinstance(decoded, DeadLetter):
                 await self._dead_letter(decoded, event, headers)
             else:
-                await self.window_topic.send(
+                # Wait for the broker's acknowledgement: the input offset is committed after this.
+                sent = await self.window_topic.send(
                     key=WINDOW_KEY, value=event.value, headers=propagate_headers(headers)
                 )
+                await sent
             yield None
 
     async def _dead_letter(self, letter: DeadLetter, event: Any, headers: Headers) -> None:
@@ -174,10 +176,14 @@ class DedupService:
         self.metrics.dead_letters.labels(topic=topic, reason=letter.reason).inc()
 
     def _rebuild_if_needed(self) -> None:
-        """Rebuild the in-memory index from the table when they disagree (start, recovery)."""
-        stored = {key: value for key, value in self.table.items() if value is not None}
-        if len(stored) == len(self.engine.window):
+        """Rebuild the in-memory index from the table when they disagree (start, recovery).
+
+        Both change together while processing, so a size mismatch means the table was recovered
+        or reassigned underneath; comparing sizes is O(1) with the memory store.
+        """
+        if len(self.table) == len(self.engine.window):
             return
+        stored = {key: value for key, value in self.table.items() if value is not None}
         self.engine = self._new_engine()
         restored = [restore_record(key, value) for key, value in stored.items()]
         restored.sort(key=lambda item: (item[0].event_time, item[0].article_id))
@@ -208,7 +214,8 @@ class DedupService:
                     "decided_at", utc_now_iso()
                 )
             for evicted in self.engine.evict():
-                del self.table[evicted]
+                if evicted in self.table:
+                    del self.table[evicted]
             self.metrics.window_articles.set(len(self.engine.window))
             message = result_message(decision, decoded, decided_at)
             future = await producer.send(
