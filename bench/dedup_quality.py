@@ -15,7 +15,7 @@ import re
 import time
 
 from bench.evaldata import REPO_ROOT, eval_dir
-from services.dedup.engine import ArticleIn, Deduplicator
+from services.dedup.engine import ArticleIn, Deduplicator, parse_time
 from services.dedup.offline import load_seed_articles
 
 NEARDUP = eval_dir() / "neardup"
@@ -94,6 +94,39 @@ def evaluate(rows: list[dict], pairs: list[dict]) -> dict[str, float]:
     return out
 
 
+def cluster_prf(predicted: dict[str, str], gold: dict[str, str]) -> tuple[float, float, float]:
+    """Pairwise P/R/F1 of a clustering against gold clusters (all pairs of items)."""
+
+    def pairs_of(assignment: dict[str, str]) -> set[tuple[str, str]]:
+        groups: dict[str, list[str]] = {}
+        for item, cluster in assignment.items():
+            groups.setdefault(cluster, []).append(item)
+        return {pair(a, b) for g in groups.values() for a, b in itertools.combinations(g, 2)}
+
+    predicted_pairs, gold_pairs = pairs_of(predicted), pairs_of(gold)
+    tp = len(predicted_pairs & gold_pairs)
+    p = tp / len(predicted_pairs) if predicted_pairs else 1.0
+    r = tp / len(gold_pairs) if gold_pairs else 1.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def scoop_rows() -> list[dict]:
+    path = NEARDUP / "scoop_feeditems" / "scoop_items.jsonl"
+    rows = [json.loads(line) for line in path.open(encoding="utf-8")]
+    return sorted(rows, key=lambda r: (r["published_at"], r["id"]))
+
+
+def scoop(window_hours: float) -> tuple[int, tuple[float, float, float]]:
+    """Story clusters on janitrai/scoop's feed items (short snippets), in publication order."""
+    rows = scoop_rows()
+    engine = Deduplicator(window_seconds=window_hours * 3600)
+    predicted = {}
+    for row in rows:
+        item = ArticleIn(row["id"], row["title"], row["text"], parse_time(row["published_at"]))
+        predicted[row["id"]] = engine.decide(item)[0].story_id
+    return len(rows), cluster_prf(predicted, {r["id"]: r["cluster"] for r in rows})
+
+
 def ratio(value: float, baseline: float) -> str:
     return f"{value / baseline:.2f}x" if baseline else "n/a (baseline 0)"
 
@@ -138,6 +171,18 @@ def main() -> None:
     print(
         f"seeds: {joined}/{len(seed_pairs)} pairs in one story alone; {joined_mixed}/"
         f"{len(seed_pairs)} after the dev set; {leaked} seed(s) merged into a dev story"
+    )
+    for hours in (72.0, 24.0 * 7):
+        count, (p, r, f) = scoop(hours)
+        print(
+            f"scoop feed items ({count}, unseen while tuning), story pairwise with a {hours:.0f} h"
+            f" window: P={p:.3f} R={r:.3f} F1={f:.3f}"
+        )
+    rows = scoop_rows()
+    gold = {r["id"]: r["cluster"] for r in rows}
+    p, r, f = cluster_prf(shingle_baseline(rows), gold)
+    print(
+        f"  baseline 5-shingle Jaccard>={BASELINE_JACCARD} on them: P={p:.3f} R={r:.3f} F1={f:.3f}"
     )
     print(f"  elapsed {time.perf_counter() - started:.2f}s")
 
