@@ -98,16 +98,12 @@ def split_sentences(text: str) -> list[str]:
 
 
 def extract_names(text: str) -> set[str]:
-    """Capitalised sequences; a lone capitalised word opening a sentence is not taken as a name."""
+    """Capitalised sequences; a lone capitalised function word ("The", "But") is not a name."""
     found: set[str] = set()
     for sentence in split_sentences(text):
         for match in NAME.finditer(sentence):
             tokens = words(match.group(0))
-            if not tokens:
-                continue
-            if match.start() == 0 and len(tokens) == 1 and tokens[0] in STOPWORDS:
-                continue
-            if len(tokens) == 1 and tokens[0] in STOPWORDS:
+            if not tokens or (len(tokens) == 1 and tokens[0] in STOPWORDS):
                 continue
             found.add(" ".join(tokens))
     return found
@@ -118,7 +114,8 @@ def extract_numbers(text: str) -> set[str]:
 
 
 def fingerprint(title: str, text: str) -> Fingerprint:
-    """The fingerprint of an article; the title counts as one more sentence of the text."""
+    """The fingerprint of an article; the title is read as the first line unless the text
+    already opens with it."""
     body = normalize(
         f"{title}\n{text}" if title and title not in text[: len(title) + 200] else text
     )
@@ -148,13 +145,6 @@ def containment(a: array[int], b: array[int]) -> float:
         return 0.0
     common = len(set(a).intersection(b))
     return common / min(len(a), len(b))
-
-
-def jaccard(a: array[int], b: array[int]) -> float:
-    if not a or not b:
-        return 0.0
-    common = len(set(a).intersection(b))
-    return common / (len(a) + len(b) - common)
 
 
 def overlap(a: array[int], b: array[int]) -> int:
