@@ -12,6 +12,7 @@ the table, so its result is the same.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -111,6 +112,9 @@ class DedupService:
         self.app.agent(self.articles_topic, name="intake")(self.intake)
         self.app.agent(self.window_topic, name="decide")(self.decide)
         self.app.task(self._start_health)
+        self.app.on_before_shutdown.connect(self._on_shutdown)
+        self._producer_lock = asyncio.Lock()
+        self._health: HealthServer | None = None
 
     @staticmethod
     def window_topic_name(settings: DedupSettings) -> str:
@@ -125,19 +129,30 @@ class DedupService:
         )
 
     async def _start_health(self) -> None:
-        server = HealthServer(
+        self._health = HealthServer(
             host=self.settings.metrics_host,
             port=self.settings.metrics_port,
             is_ready=lambda: self.ready,
         )
-        await server.start()
+        await self._health.start()
+
+    async def _on_shutdown(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """After Faust stopped consuming: flush and close our producer, stop serving probes."""
+        self.ready = False
+        self.metrics.ready.set(0)
+        if self.producer is not None:
+            await self.producer.producer.stop()
+        if self._health is not None:
+            await self._health.stop()
 
     async def _producer(self) -> ValidatingProducer:
-        if self.producer is None:
-            raw = make_producer(self.settings.kafka)
-            await raw.start()
-            self.producer = ValidatingProducer(raw, service=SERVICE)
-            self.dead_letters = DeadLetterSender(self.producer, service=SERVICE)
+        """The aiokafka producer for results and dead letters, started once for both agents."""
+        async with self._producer_lock:
+            if self.producer is None:
+                raw = make_producer(self.settings.kafka)
+                await raw.start()
+                self.producer = ValidatingProducer(raw, service=SERVICE)
+                self.dead_letters = DeadLetterSender(self.producer, service=SERVICE)
         return self.producer
 
     async def intake(self, stream: Any) -> AsyncIterator[None]:
