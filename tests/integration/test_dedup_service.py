@@ -26,7 +26,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from services.common.kafka import FIRST_SEEN_HEADER, make_consumer, make_producer
 from services.common.settings import KafkaSettings
 
-STARTUP_SECONDS = 60
+# A restart after SIGKILL waits for the dead member to leave the group, then recovers the table.
+STARTUP_SECONDS = 120
 
 
 def article_message(row: dict[str, Any], hour: int) -> dict[str, Any]:
