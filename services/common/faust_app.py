@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
@@ -44,7 +45,9 @@ def make_faust_app(
 ) -> faust.App:
     """A Faust app on ``kafka``; session/heartbeat are short because Tansu delays JoinGroup.
 
-    Faust's own web server is off: each service serves /metrics and probes itself.
+    Faust's own web server is off: each service serves /metrics and probes itself. The
+    logging handlers configure_logging() installed (JSON lines) are kept; left alone, the Faust
+    worker replaces them with its own text format.
     """
     options: dict[str, Any] = {
         "broker": faust_broker_url(kafka),
@@ -59,6 +62,8 @@ def make_faust_app(
         "web_enabled": False,
         "processing_guarantee": "at_least_once",
         "stream_wait_empty": False,
+        "loghandlers": list(logging.getLogger().handlers),
+        "logging_config": {"version": 1, "disable_existing_loggers": False},
     }
     options.update(overrides)
     return faust.App(app_id, **options)
