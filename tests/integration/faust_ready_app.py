@@ -11,9 +11,11 @@ import time
 STARTED = time.monotonic()
 
 from services.common.faust_app import make_faust_app  # noqa: E402
+from services.common.logging import configure_logging  # noqa: E402
 from services.common.settings import KafkaSettings  # noqa: E402
 
 BOOTSTRAP, TOPIC = sys.argv[1], sys.argv[2]
+configure_logging("WARNING")
 app = make_faust_app(f"ready-probe-{TOPIC}", KafkaSettings(bootstrap_servers=BOOTSTRAP))
 topic = app.topic(TOPIC, value_serializer="raw")
 
