@@ -1,0 +1,106 @@
+"""Actions as data: the CAMEO codebook (label, Goldstein, PLOVER, quad class) and the verb lexicon.
+
+``data/cameo.yaml`` is generated from third-party tables (origin in its header);
+``data/verbs.yaml`` maps verb lemmas, and nouns carried by light verbs, to CAMEO codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.common.errors import WirewatchError
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+class ActionDataError(WirewatchError):
+    """The action lexicon names a CAMEO code the codebook does not know."""
+
+
+@dataclass(frozen=True)
+class Action:
+    cameo_code: str
+    label: str
+    plover: str
+    quad_class: int
+    goldstein: float
+
+    @property
+    def root(self) -> str:
+        return self.cameo_code[:2]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cameo_code": self.cameo_code,
+            "label": self.label,
+            "plover": self.plover,
+            "quad_class": self.quad_class,
+            "goldstein": self.goldstein,
+        }
+
+
+@dataclass(frozen=True)
+class LexiconEntry:
+    """What a verb or noun codes to; ``intent`` when announced rather than done."""
+
+    code: str
+    intent: str | None = None
+    preps: tuple[str, ...] = ()
+
+
+def _read(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((DATA_DIR / name).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ActionDataError(f"{name}: expected a mapping")
+    return data
+
+
+class Codebook:
+    """CAMEO codes to :class:`Action` values."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, dict[str, Any]] = _read("cameo.yaml")["codes"]
+
+    def action(self, code: str) -> Action:
+        try:
+            row = self.codes[code]
+        except KeyError:
+            raise ActionDataError(f"unknown CAMEO code {code!r}") from None
+        return Action(
+            cameo_code=code,
+            label=str(row["label"]),
+            plover=str(row["plover"]),
+            quad_class=int(row["quad_class"]),
+            goldstein=float(row["goldstein"]),
+        )
+
+
+def _entries(table: dict[str, Any]) -> dict[str, LexiconEntry]:
+    return {
+        str(word).lower(): LexiconEntry(
+            code=str(spec["code"]),
+            intent=str(spec["intent"]) if spec.get("intent") else None,
+            preps=tuple(spec.get("prep") or ()),
+        )
+        for word, spec in table.items()
+    }
+
+
+class Lexicon:
+    """Verb and noun lemmas to CAMEO codes, plus the light and intent verbs."""
+
+    def __init__(self, codebook: Codebook) -> None:
+        data = _read("verbs.yaml")
+        self.verbs = _entries(data["verbs"])
+        self.nouns = _entries(data["nouns"])
+        self.light_verbs = frozenset(data["light_verbs"])
+        self.intent_verbs = frozenset(data["intent_verbs"])
+        self.scope_roots = frozenset(str(r) for r in data["scope_roots"])
+        for entry in (*self.verbs.values(), *self.nouns.values()):
+            for code in (entry.code, entry.intent):
+                if code is not None:
+                    codebook.action(code)

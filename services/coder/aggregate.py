@@ -1,0 +1,180 @@
+"""One event per real-world event: mentions from many articles update one ``diplomatic_event.v1``.
+
+Mentions share an *identity* when they have the same actors (by country, or IGO) and the same
+action family (CAMEO root; an announced meeting, 036, belongs to the meeting family 04, whose
+actors are taken as a pair in either order since a call or talks involve both sides alike),
+and their anchor dates (planned date, else event date) lie within ``WINDOW_DAYS`` of the
+event's. ``event_id`` hashes that identity with the anchor date of the mention that created the
+event, so replaying the same articles in the same order gives the same ids.
+
+Everything here is pure: a *bucket* (all events of one identity key) goes in, the updated bucket
+and the changed event come out. The Faust app keeps buckets in a changelog-backed table; the
+offline ``wirewatch code`` keeps them in a dict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from services.coder.coding import Mention
+
+WINDOW_DAYS = 3
+MAX_EVIDENCE = 20
+SCHEMA_ID = "diplomatic_event.v1"
+# Codes that belong to the meeting family although their root differs.
+_MEETING_INTENTS = frozenset({"036"})
+_SYMMETRIC_FAMILIES = frozenset({"04"})
+
+
+@dataclass(frozen=True)
+class ArticleRef:
+    """The article a mention came from, as the event's evidence and counts need it."""
+
+    article_id: str
+    url: str | None
+    source: str | None
+    first_seen: str
+    story_id: str | None = None
+
+
+def family(code: str) -> str:
+    return "04" if code in _MEETING_INTENTS else code[:2]
+
+
+def identity_key(mention: Mention) -> str:
+    """The aggregation key: actors and action family, without the date."""
+    fam = family(mention.action.cameo_code)
+    actors = [mention.source.key, mention.target.key]
+    if fam in _SYMMETRIC_FAMILIES:
+        actors.sort()
+    return "|".join([*actors, fam])
+
+
+def make_event_id(key: str, anchor: date) -> str:
+    return hashlib.sha256(f"{key}|{anchor.isoformat()}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Update:
+    """What merging one article's mention did: the event as it now stands, new or updated."""
+
+    event: dict[str, Any]
+    kind: str
+
+
+def merge_mention(
+    bucket: list[dict[str, Any]],
+    mention: Mention,
+    article: ArticleRef,
+    *,
+    coder_version: str,
+) -> tuple[list[dict[str, Any]], Update | None]:
+    """Fold ``mention`` into the events of its identity key.
+
+    Returns the new bucket and the change, or None when the article was already counted
+    (at-least-once delivery may bring the same article twice; it must not count twice).
+    Each bucket item is ``{"anchor": ISO date, "votes": {code: n}, "event": event}``.
+    """
+    key = identity_key(mention)
+    anchor = mention.anchor
+    for index, item in enumerate(bucket):
+        if abs((date.fromisoformat(item["anchor"]) - anchor).days) > WINDOW_DAYS:
+            continue
+        event = item["event"]
+        if article.article_id in event["article_ids"]:
+            return bucket, None
+        updated = _add_article(item, mention, article)
+        new_bucket = [*bucket[:index], updated, *bucket[index + 1 :]]
+        return new_bucket, Update(updated["event"], "update")
+    event_id = make_event_id(key, anchor)
+    event: dict[str, Any] = {
+        "schema": SCHEMA_ID,
+        "event_id": event_id,
+        "event_date": mention.event_date.isoformat(),
+        "planned_date": mention.planned_date.isoformat() if mention.planned_date else None,
+        "source": mention.source.to_dict(),
+        "target": mention.target.to_dict(),
+        "action": mention.action.to_dict(),
+        "location": mention.location.to_dict() if mention.location else None,
+        "evidence": [_evidence(mention, article)],
+        "article_ids": [article.article_id],
+        "story_ids": [article.story_id] if article.story_id else [],
+        "num_articles": 1,
+        "num_sources": 1,
+        "first_seen": article.first_seen,
+        "last_seen": article.first_seen,
+        "confidence": mention.confidence,
+        "coder_version": coder_version,
+    }
+    item = {
+        "anchor": anchor.isoformat(),
+        "votes": {mention.action.cameo_code: 1},
+        "sources": [_source_name(article)],
+        "actions": {mention.action.cameo_code: mention.action.to_dict()},
+        "event": event,
+    }
+    return [*bucket, item], Update(event, "new")
+
+
+def _add_article(item: dict[str, Any], mention: Mention, article: ArticleRef) -> dict[str, Any]:
+    event = dict(item["event"])
+    votes = dict(item["votes"])
+    code = mention.action.cameo_code
+    votes[code] = votes.get(code, 0) + 1
+    actions = {**item["actions"], code: mention.action.to_dict()}
+    best = max(votes, key=lambda c: (votes[c], c == event["action"]["cameo_code"]))
+    event["action"] = actions[best]
+    sources = list(item["sources"])
+    outlet = _source_name(article)
+    if outlet not in sources:
+        sources.append(outlet)
+    event["article_ids"] = [*event["article_ids"], article.article_id]
+    if article.story_id and article.story_id not in event["story_ids"]:
+        event["story_ids"] = [*event["story_ids"], article.story_id]
+    if len(event["evidence"]) < MAX_EVIDENCE:
+        event["evidence"] = [*event["evidence"], _evidence(mention, article)]
+    event["num_articles"] = len(event["article_ids"])
+    event["num_sources"] = len(sources)
+    event["first_seen"] = min(event["first_seen"], article.first_seen)
+    event["last_seen"] = max(event["last_seen"], article.first_seen)
+    if event["planned_date"] is None and mention.planned_date is not None:
+        event["planned_date"] = mention.planned_date.isoformat()
+    if event["location"] is None and mention.location is not None:
+        event["location"] = mention.location.to_dict()
+    corroboration = 0.05 * (event["num_sources"] - 1)
+    event["confidence"] = round(
+        min(0.99, max(event["confidence"], mention.confidence) + corroboration), 2
+    )
+    return {**item, "votes": votes, "actions": actions, "sources": sources, "event": event}
+
+
+def _evidence(mention: Mention, article: ArticleRef) -> dict[str, Any]:
+    return {
+        "article_id": article.article_id,
+        "url": article.url,
+        "sentence": mention.sentence,
+        "source": article.source,
+    }
+
+
+def _source_name(article: ArticleRef) -> str:
+    if article.source:
+        return article.source
+    if article.url:
+        host = article.url.split("//", 1)[-1].split("/", 1)[0]
+        return host.lower()
+    return article.article_id
+
+
+def best_mentions(mentions: list[Mention]) -> list[Mention]:
+    """One mention per identity within an article: the most confident (first on ties)."""
+    chosen: dict[tuple[str, str], Mention] = {}
+    for mention in mentions:
+        slot = (identity_key(mention), mention.anchor.isoformat())
+        current = chosen.get(slot)
+        if current is None or mention.confidence > current.confidence:
+            chosen[slot] = mention
+    return list(chosen.values())
