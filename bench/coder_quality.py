@@ -18,7 +18,6 @@ import sys
 import time
 from collections import Counter
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from bench.evaldata import eval_dir
@@ -138,9 +137,11 @@ def main() -> int:
     scoped = Coder(nlp)
     validation = load("petr2_gsr_validation.jsonl")
     manual = load("cameo_manual_examples.jsonl")
-    print(f"petr2_gsr_validation: {len(validation)} sentences, "
-          f"{sum(len(r['expected']) for r in validation)} events, "
-          f"{sum(1 for r in validation if r['no_event'])} no-event records")
+    print(
+        f"petr2_gsr_validation: {len(validation)} sentences, "
+        f"{sum(len(r['expected']) for r in validation)} events, "
+        f"{sum(1 for r in validation if r['no_event'])} no-event records"
+    )
     runs = [
         ("wirewatch (all roots)", lambda r: coder_predict(full, r)),
         ("wirewatch (service scope)", lambda r: coder_predict(scoped, r)),
@@ -151,19 +152,25 @@ def main() -> int:
         for level in ("code", "root"):
             p, r, f, fp_none, errors = score(validation, predict, root=level == "root")
             results.setdefault(name, {})[level] = f
-            print(f"  {name:28s} {level:4s}  P {p:.3f}  R {r:.3f}  F1 {f:.3f}  "
-                  f"false positives on no-event records {fp_none}")
+            print(
+                f"  {name:28s} {level:4s}  P {p:.3f}  R {r:.3f}  F1 {f:.3f}  "
+                f"false positives on no-event records {fp_none}"
+            )
             if level == "root" and name.startswith("wirewatch (all"):
                 print("    error classes (root level):", dict(errors.most_common()))
     ours = results["wirewatch (all roots)"]["root"]
     base = results["baseline (keywords)"]["root"]
-    print(f"  root F1 ratio wirewatch/baseline: {ours / base if base else float('inf'):.2f} "
-          f"(target F1 >= 0.70)")
+    print(
+        f"  root F1 ratio wirewatch/baseline: {ours / base if base else float('inf'):.2f} "
+        f"(target F1 >= 0.70)"
+    )
     acc = manual_accuracy(full, manual, baseline=False)
     base_acc = manual_accuracy(full, manual, baseline=True)
     print(f"cameo_manual_examples: {len(manual)} sentences")
-    print(f"  wirewatch root accuracy {acc:.3f}  baseline {base_acc:.3f}  "
-          f"ratio {acc / base_acc if base_acc else float('inf'):.2f} (target >= 0.60)")
+    print(
+        f"  wirewatch root accuracy {acc:.3f}  baseline {base_acc:.3f}  "
+        f"ratio {acc / base_acc if base_acc else float('inf'):.2f} (target >= 0.60)"
+    )
     print(f"({time.perf_counter() - started:.1f} s)")
     return 0
 

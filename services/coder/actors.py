@@ -196,9 +196,7 @@ class DocActors:
         ]
         self.matches = _longest(spans)
         self.role_at: dict[int, str] = {}
-        for match_id, start, end in sorted(
-            dictionary.role_words(doc), key=lambda m: m[1] - m[2]
-        ):
+        for match_id, start, end in sorted(dictionary.role_words(doc), key=lambda m: m[1] - m[2]):
             role = dictionary.roles[strings[match_id]]
             for i in range(start, end):
                 self.role_at.setdefault(i, role)

