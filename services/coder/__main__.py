@@ -15,6 +15,7 @@ from services.common.topics import ensure_topics, pipeline_topics
 def main() -> int:
     settings = CoderSettings()
     configure_logging(settings.log_level)
+    (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     asyncio.run(ensure_topics(settings.kafka, pipeline_topics(settings.topics)))
     metrics = ServiceMetrics(SERVICE)
     health = HealthServer(

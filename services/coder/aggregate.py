@@ -113,6 +113,8 @@ def merge_mention(
         "votes": {mention.action.cameo_code: 1},
         "sources": [_source_name(article)],
         "actions": {mention.action.cameo_code: mention.action.to_dict()},
+        "directions": {_direction(mention): 1},
+        "actors": {_direction(mention): [mention.source.to_dict(), mention.target.to_dict()]},
         "event": event,
     }
     return [*bucket, item], Update(event, "new")
@@ -126,6 +128,14 @@ def _add_article(item: dict[str, Any], mention: Mention, article: ArticleRef) ->
     actions = {**item["actions"], code: mention.action.to_dict()}
     best = max(votes, key=lambda c: (votes[c], c == event["action"]["cameo_code"]))
     event["action"] = actions[best]
+    directions = dict(item["directions"])
+    direction = _direction(mention)
+    directions[direction] = directions.get(direction, 0) + 1
+    actors = dict(item["actors"])
+    actors.setdefault(direction, [mention.source.to_dict(), mention.target.to_dict()])
+    current = f"{event['source']['cameo_code']}>{event['target']['cameo_code']}"
+    leader = max(directions, key=lambda d: (directions[d], d == current))
+    event["source"], event["target"] = actors[leader]
     sources = list(item["sources"])
     outlet = _source_name(article)
     if outlet not in sources:
@@ -147,7 +157,19 @@ def _add_article(item: dict[str, Any], mention: Mention, article: ArticleRef) ->
     event["confidence"] = round(
         min(0.99, max(event["confidence"], mention.confidence) + corroboration), 2
     )
-    return {**item, "votes": votes, "actions": actions, "sources": sources, "event": event}
+    return {
+        **item,
+        "votes": votes,
+        "actions": actions,
+        "sources": sources,
+        "directions": directions,
+        "actors": actors,
+        "event": event,
+    }
+
+
+def _direction(mention: Mention) -> str:
+    return f"{mention.source.cameo_code}>{mention.target.cameo_code}"
 
 
 def _evidence(mention: Mention, article: ArticleRef) -> dict[str, Any]:
@@ -169,11 +191,23 @@ def _source_name(article: ArticleRef) -> str:
 
 
 def best_mentions(mentions: list[Mention]) -> list[Mention]:
-    """One mention per identity within an article: the most confident (first on ties)."""
-    chosen: dict[tuple[str, str], Mention] = {}
+    """One mention per identity within an article (an article reports an action once).
+
+    The direction (who is source) is the one the article states most often, first on ties —
+    it matters for the symmetric meeting family, where "Trump will speak with Putin" and "the
+    Kremlin confirmed Putin will speak with Trump" are one event; then the most confident.
+    """
+    slots: dict[str, list[Mention]] = {}
     for mention in mentions:
-        slot = (identity_key(mention), mention.anchor.isoformat())
-        current = chosen.get(slot)
-        if current is None or mention.confidence > current.confidence:
-            chosen[slot] = mention
-    return list(chosen.values())
+        slots.setdefault(identity_key(mention), []).append(mention)
+    chosen: list[Mention] = []
+    for group in slots.values():
+        counts: dict[tuple[str, str], int] = {}
+        for mention in group:
+            direction = (mention.source.key, mention.target.key)
+            counts[direction] = counts.get(direction, 0) + 1
+        best_direction = max(counts, key=lambda d: counts[d])  # first on ties (dict order)
+        candidates = [m for m in group if (m.source.key, m.target.key) == best_direction]
+        # A mention that dates the plan identifies the event best.
+        chosen.append(max(candidates, key=lambda m: (m.planned_date is not None, m.confidence)))
+    return chosen

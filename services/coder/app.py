@@ -123,6 +123,7 @@ def create_app(
         settings.kafka,
         store=settings.store,
         partitions=settings.partitions,
+        datadir=str(settings.data_dir / settings.app_id),
     )
     service.app = app
     topics = settings.topics

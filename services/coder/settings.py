@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Literal
 
 from pydantic_settings import SettingsConfigDict
@@ -16,5 +18,7 @@ class CoderSettings(ServiceSettings):
     # Faust table store: memory:// (rebuilt from the changelog at start) or rocksdb://.
     store: str = "memory://"
     partitions: int = 4
+    # Faust's working directory (table stores, worker state); never the source tree.
+    data_dir: Path = Path(tempfile.gettempdir()) / "wirewatch-coder"
     # "diplomatic": the CAMEO roots in data/verbs.yaml scope_roots; "all": every root coded.
     scope: Literal["diplomatic", "all"] = "diplomatic"
