@@ -50,6 +50,7 @@ class LexiconEntry:
     code: str
     intent: str | None = None
     preps: tuple[str, ...] = ()
+    weak: bool = False
 
 
 def _read(name: str) -> dict[str, Any]:
@@ -85,6 +86,7 @@ def _entries(table: dict[str, Any]) -> dict[str, LexiconEntry]:
             code=str(spec["code"]),
             intent=str(spec["intent"]) if spec.get("intent") else None,
             preps=tuple(spec.get("prep") or ()),
+            weak=bool(spec.get("weak", False)),
         )
         for word, spec in table.items()
     }

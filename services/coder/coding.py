@@ -137,7 +137,7 @@ class Coder:
             entry = found[0]
             intent = _is_intent(token, self.lexicon.intent_verbs)
             code = entry.intent if intent and entry.intent else entry.code
-            depth = sum(1 for _ in token.ancestors)
+            depth = sum(1 for _ in token.ancestors) + (100 if entry.weak else 0)
             if best is None or depth < best[0]:
                 best = (depth, self.codebook.action(code))
         return best[1] if best else None
@@ -146,11 +146,14 @@ class Coder:
         self, sent: Span, actors: DocActors, published: date, last_actor: Actor | None
     ) -> Iterator[Mention]:
         seen: set[tuple[str, str, str]] = set()
-        for token in sent:
-            found = self._lexicon_entry(token)
+        found_all = [(token, self._lexicon_entry(token)) for token in sent]
+        strong = any(f is not None and not f[0].weak for _, f in found_all)
+        for token, found in found_all:
             if found is None:
                 continue
             entry, carrier = found
+            if entry.weak and strong:
+                continue
             if any(child.dep_ == "neg" for child in token.children):
                 continue
             intent = _is_intent(token, self.lexicon.intent_verbs)
@@ -159,13 +162,15 @@ class Coder:
             if not sources:
                 continue
             targets, direct = self._targets(token, carrier, actors, entry)
+            if entry.weak and not direct:
+                continue
             location = self._location(token)
             if not targets and (code[:2] == "04" or code == "036"):
                 if not targets and location is not None and location.country:
                     targets = [Actor(location.name, location.country, "GOV", location.country)]
-            pairs = [(s, t) for s in sources for t in targets if s.key != t.key]
+            pairs = [(s, t) for s in sources for t in targets if _distinct(s, t)]
             if not targets and len(sources) > 1:
-                pairs = [(s, t) for s in sources for t in sources if s.key != t.key]
+                pairs = [(s, t) for s in sources for t in sources if _distinct(s, t)]
                 direct = False
             if not pairs:
                 continue
@@ -356,11 +361,23 @@ class Coder:
 def _conjoined_actors(head: Token, actors: DocActors) -> list[Actor]:
     """``head`` and its conjuncts as actors ("Britain and France" -> two)."""
     found: list[Actor] = []
-    for token in (head, *head.conjuncts):
+    members = [head, *head.conjuncts]
+    for child in head.children:
+        # "The US, Russia, and Switzerland": the parser often reads the list as an apposition.
+        if child.dep_ == "appos" and any(c.dep_ == "cc" for c in child.children):
+            members.extend([child, *child.conjuncts])
+    for token in members:
         actor = actors.actor_of(token)
         if actor is not None and all(a.key != actor.key for a in found):
             found.append(actor)
     return found
+
+
+def _distinct(source: Actor, target: Actor) -> bool:
+    """Different actors: another country, or another part of the same one (opposition vs GOV)."""
+    return source.key != target.key or (
+        source.role != target.role and "GOV" in (source.role, target.role)
+    )
 
 
 def _first_subject_actor(sent: Span, actors: DocActors) -> Actor | None:
