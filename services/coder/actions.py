@@ -102,6 +102,8 @@ class Lexicon:
         self.light_verbs = frozenset(data["light_verbs"])
         self.intent_verbs = frozenset(data["intent_verbs"])
         self.scope_roots = frozenset(str(r) for r in data["scope_roots"])
+        self.symmetric_codes = frozenset(str(c) for c in data["symmetric_codes"])
+        self.place_target_roots = frozenset(str(r) for r in data["place_target_roots"])
         for entry in (*self.verbs.values(), *self.nouns.values()):
             for code in (entry.code, entry.intent):
                 if code is not None:

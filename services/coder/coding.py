@@ -35,6 +35,8 @@ _TARGET_PREPS = frozenset(
 _CLIMB_DEPS = frozenset({"xcomp", "acl", "advcl", "conj", "pcomp", "pobj", "dobj", "ccomp"})
 _FUTURE_AUX = frozenset({"will", "would", "shall", "'ll", "wo"})
 _PRONOUNS = frozenset({"he", "she", "they", "it", "we", "i"})
+_COOPERATIVE_ROOTS = frozenset({"03", "04", "05", "06", "07", "08"})
+REJECT = "120"
 _PLANNED_MODIFIERS = frozenset({"planned", "upcoming", "expected", "proposed", "scheduled"})
 _INTENT_NOUNS = frozenset({"plan", "plans", "intention", "readiness", "willingness", "offer"})
 
@@ -154,24 +156,29 @@ class Coder:
             entry, carrier = found
             if entry.weak and strong:
                 continue
-            if any(child.dep_ == "neg" for child in token.children):
-                continue
             intent = _is_intent(token, self.lexicon.intent_verbs)
             code = entry.intent if intent and entry.intent else entry.code
+            if any(child.dep_ == "neg" for child in token.children):
+                # Refusing to cooperate is a rejection (CAMEO 12); other negations say nothing.
+                if code[:2] not in _COOPERATIVE_ROOTS:
+                    continue
+                code = REJECT
             sources, pronoun = self._sources(token, actors, last_actor)
             if not sources:
                 continue
             targets, direct = self._targets(token, carrier, actors, entry)
             if entry.weak and not direct:
                 continue
-            location = self._location(token)
-            if not targets and (code[:2] == "04" or code == "036"):
-                if not targets and location is not None and location.country:
-                    targets = [Actor(location.name, location.country, "GOV", location.country)]
+            location = self._location(token) or self._location(carrier)
+            place_root = code[:2] in self.lexicon.place_target_roots or code == "036"
+            if not targets and place_root and location is not None and location.country:
+                targets = [Actor(location.name, location.country, "GOV", location.country)]
             pairs = [(s, t) for s in sources for t in targets if _distinct(s, t)]
             if not targets and len(sources) > 1:
                 pairs = [(s, t) for s in sources for t in sources if _distinct(s, t)]
                 direct = False
+            if code in self.lexicon.symmetric_codes:
+                pairs += [(t, s) for s, t in pairs if (t, s) not in pairs]
             if not pairs:
                 continue
             action = self.codebook.action(code)
@@ -348,7 +355,9 @@ class Coder:
         return [], False
 
     def _location(self, verb: Token) -> Location | None:
-        for child in verb.children:
+        """A place the action happens: "in X" on the verb, or on its object ("a summit in X")."""
+        objects = [c for c in verb.children if c.dep_ == "dobj"]
+        for child in [*verb.children, *(g for o in objects for g in o.children)]:
             if child.dep_ == "prep" and child.lower_ == "in":
                 for place in child.children:
                     if place.dep_ == "pobj" and place.ent_type_ in ("GPE", "LOC", "FAC"):
