@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,17 @@ def _entries(table: dict[str, Any]) -> dict[str, LexiconEntry]:
     }
 
 
+@lru_cache(maxsize=1)
+def families() -> dict[str, str]:
+    """Code or root -> aggregation family (``families`` in verbs.yaml)."""
+    return {str(k): str(v) for k, v in _read("verbs.yaml")["families"].items()}
+
+
+def family_of(code: str) -> str:
+    table = families()
+    return table.get(code) or table.get(code[:2]) or code[:2]
+
+
 class Lexicon:
     """Verb and noun lemmas to CAMEO codes, plus the light and intent verbs."""
 
@@ -102,6 +114,10 @@ class Lexicon:
         self.light_verbs = frozenset(data["light_verbs"])
         self.intent_verbs = frozenset(data["intent_verbs"])
         self.scope_roots = frozenset(str(r) for r in data["scope_roots"])
+        self.families = {str(k): str(v) for k, v in data["families"].items()}
+        self.reporting_verbs = frozenset(data["reporting_verbs"])
+        self.negated_will_verbs = frozenset(data["negated_will_verbs"])
+        self.criticism_code = str(data["criticism_code"])
         self.symmetric_codes = frozenset(str(c) for c in data["symmetric_codes"])
         self.place_target_roots = frozenset(str(r) for r in data["place_target_roots"])
         for entry in (*self.verbs.values(), *self.nouns.values()):

@@ -1,8 +1,9 @@
 """One event per real-world event: mentions from many articles update one ``diplomatic_event.v1``.
 
 Mentions share an *identity* when they have the same actors (by country, or IGO) and the same
-action family (CAMEO root; an announced meeting, 036, belongs to the meeting family 04, whose
-actors are taken as a pair in either order since a call or talks involve both sides alike),
+action family (``families`` in data/verbs.yaml, else the CAMEO root: an announced meeting, 036,
+belongs to the meeting family 04, whose actors are taken as a pair in either order since a call
+or talks involve both sides alike; appeals and demands are one "request" family),
 and their anchor dates (planned date, else event date) lie within ``WINDOW_DAYS`` of the
 event's. ``event_id`` hashes that identity with the anchor date of the mention that created the
 event, so replaying the same articles in the same order gives the same ids.
@@ -19,13 +20,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from services.coder.actions import family_of
 from services.coder.coding import Mention
 
 WINDOW_DAYS = 3
 MAX_EVIDENCE = 20
 SCHEMA_ID = "diplomatic_event.v1"
-# Codes that belong to the meeting family although their root differs.
-_MEETING_INTENTS = frozenset({"036"})
 _SYMMETRIC_FAMILIES = frozenset({"04"})
 
 
@@ -40,13 +40,9 @@ class ArticleRef:
     story_id: str | None = None
 
 
-def family(code: str) -> str:
-    return "04" if code in _MEETING_INTENTS else code[:2]
-
-
 def identity_key(mention: Mention) -> str:
     """The aggregation key: actors and action family, without the date."""
-    fam = family(mention.action.cameo_code)
+    fam = family_of(mention.action.cameo_code)
     actors = [mention.source.key, mention.target.key]
     if fam in _SYMMETRIC_FAMILIES:
         actors.sort()

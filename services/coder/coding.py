@@ -109,6 +109,8 @@ class Coder:
                 coded = list(self._code_sentence(sent, actors, published, last_actor))
                 if not coded:
                     coded = list(self._noun_mentions(sent, actors, published, last_actor))
+                if not coded:
+                    coded = list(self._reported_criticism(sent, actors, published, last_actor))
                 mentions.extend(m for m in coded if m.action.root in self.scope_roots)
                 subject = _first_subject_actor(sent, actors)
                 if subject is not None:
@@ -121,11 +123,10 @@ class Coder:
         doc = self.nlp(sentence)
         actors = DocActors(doc, self.actors, on=published)
         for sent in doc.sents:
-            mentions.extend(
-                m
-                for m in self._code_sentence(sent, actors, published, None)
-                if m.action.root in self.scope_roots
-            )
+            coded = list(self._code_sentence(sent, actors, published, None))
+            if not coded:
+                coded = list(self._reported_criticism(sent, actors, published, None))
+            mentions.extend(m for m in coded if m.action.root in self.scope_roots)
         return mentions
 
     def code_action(self, sentence: str) -> Action | None:
@@ -245,6 +246,48 @@ class Coder:
                     sentence=sent.text.strip(),
                     confidence=0.5 - (0.15 if pronoun else 0.0),
                 )
+
+    def _reported_criticism(
+        self, sent: Span, actors: DocActors, published: date, last_actor: Actor | None
+    ) -> Iterator[Mention]:
+        """ "X said Y does not want peace": X criticizes Y (a reported, negated will of Y)."""
+        lexicon = self.lexicon
+        for verb in sent:
+            if verb.pos_ != "VERB" or verb.lemma_.lower() not in lexicon.reporting_verbs:
+                continue
+            sources, pronoun = self._sources(verb, actors, last_actor)
+            if not sources:
+                continue
+            for inner in verb.subtree:
+                if (
+                    inner.i == verb.i
+                    or inner.lemma_.lower() not in lexicon.negated_will_verbs
+                    or not any(c.dep_ == "neg" for c in inner.children)
+                ):
+                    continue
+                subject = next((c for c in inner.children if c.dep_ in _SUBJECTS), None)
+                if subject is None:
+                    continue
+                if subject.lower_ in _PRONOUNS:
+                    target = _preceding_actor(sent, subject, actors, exclude=sources)
+                else:
+                    target = actors.actor_of(subject)
+                if target is None:
+                    continue
+                event_date, _ = _event_dates(verb, sent, published, False)
+                for source in sources:
+                    if _distinct(source, target):
+                        yield Mention(
+                            source=source,
+                            target=target,
+                            action=self.codebook.action(lexicon.criticism_code),
+                            event_date=event_date,
+                            planned_date=None,
+                            location=self._location(verb),
+                            sentence=sent.text.strip(),
+                            confidence=0.45 - (0.15 if pronoun else 0.0),
+                        )
+                return
 
     def _lexicon_entry(self, token: Token) -> tuple[LexiconEntry, Token] | None:
         """The lexicon entry a verb codes to, and the token whose dependents hold the target."""
@@ -387,6 +430,21 @@ def _distinct(source: Actor, target: Actor) -> bool:
     return source.key != target.key or (
         source.role != target.role and "GOV" in (source.role, target.role)
     )
+
+
+def _preceding_actor(
+    sent: Span, pronoun: Token, actors: DocActors, *, exclude: list[Actor]
+) -> Actor | None:
+    """The nearest actor named before ``pronoun`` in the sentence, other than ``exclude``."""
+    keys = {a.key for a in exclude}
+    for match in reversed(actors.matches):
+        if not (sent.start <= match.start < pronoun.i):
+            continue
+        head = actors.doc[match.start : match.end].root
+        actor = actors.actor_of(head)
+        if actor is not None and actor.key not in keys:
+            return actor
+    return None
 
 
 def _first_subject_actor(sent: Span, actors: DocActors) -> Actor | None:

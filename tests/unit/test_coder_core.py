@@ -102,3 +102,34 @@ def test_merging_a_mention_from_an_already_counted_article_changes_nothing() -> 
 def test_article_without_text_is_refused_with_a_clear_error() -> None:
     with pytest.raises(ArticleInputError, match="non-empty 'text'"):
         article_from_mapping({"id": "x", "text": "  "})
+
+
+def test_kallas_criticism_and_russian_demands_aggregate_across_seed_articles() -> None:
+    events = code_articles(seed_articles(), coder_version="test")
+    criticism = [
+        e
+        for e in events
+        if e["source"]["cameo_code"] == "IGOEUREEC"
+        and e["target"]["country"] == "RUS"
+        and e["action"]["cameo_code"][:2] == "11"
+    ]
+    assert len(criticism) == 1 and criticism[0]["num_articles"] >= 3
+    assert criticism[0]["source"]["entity"] == "Kaja Kallas"
+    demands = [
+        e
+        for e in events
+        if e["source"]["country"] == "RUS"
+        and e["target"]["country"] == "UKR"
+        and e["action"]["cameo_code"][:2] in ("02", "10")
+    ]
+    assert len(demands) == 1 and demands[0]["num_articles"] >= 2
+
+
+def test_reported_negated_will_of_another_actor_codes_as_criticism() -> None:
+    coder = default_coder()
+    mentions = coder.code_sentence(
+        "Kaja Kallas said on Monday that Moscow does not want peace.", MONDAY
+    )
+    assert [(m.source.cameo_code, m.target.country, m.action.cameo_code) for m in mentions] == [
+        ("IGOEUREEC", "RUS", "111")
+    ]
