@@ -107,6 +107,12 @@ def family_of(code: str) -> str:
 class Lexicon:
     """Verb and noun lemmas to CAMEO codes, plus the light and intent verbs."""
 
+    def code_for(self, entry: LexiconEntry, *, intent: bool) -> str:
+        """The entry's code, or its intent code when the action is announced."""
+        if not intent:
+            return entry.code
+        return entry.intent or self.intent_by_root.get(entry.code[:2]) or entry.code
+
     def __init__(self, codebook: Codebook) -> None:
         data = _read("verbs.yaml")
         self.verbs = _entries(data["verbs"])
@@ -114,13 +120,17 @@ class Lexicon:
         self.light_verbs = frozenset(data["light_verbs"])
         self.intent_verbs = frozenset(data["intent_verbs"])
         self.scope_roots = frozenset(str(r) for r in data["scope_roots"])
+        self.intent_by_root = {str(k): str(v) for k, v in data["intent_by_root"].items()}
+        self.demand_modals = frozenset(data["demand_modals"])
+        self.demand_code = str(data["demand_code"])
         self.families = {str(k): str(v) for k, v in data["families"].items()}
         self.reporting_verbs = frozenset(data["reporting_verbs"])
         self.negated_will_verbs = frozenset(data["negated_will_verbs"])
         self.criticism_code = str(data["criticism_code"])
         self.symmetric_codes = frozenset(str(c) for c in data["symmetric_codes"])
         self.place_target_roots = frozenset(str(r) for r in data["place_target_roots"])
+        named = [*self.intent_by_root.values(), self.demand_code, self.criticism_code]
         for entry in (*self.verbs.values(), *self.nouns.values()):
-            for code in (entry.code, entry.intent):
-                if code is not None:
-                    codebook.action(code)
+            named.extend(c for c in (entry.code, entry.intent) if c is not None)
+        for code in named:
+            codebook.action(code)

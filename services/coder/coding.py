@@ -139,7 +139,11 @@ class Coder:
                 continue
             entry = found[0]
             intent = _is_intent(token, self.lexicon.intent_verbs)
-            code = entry.intent if intent and entry.intent else entry.code
+            code = self.lexicon.code_for(entry, intent=intent)
+            if any(
+                c.dep_ == "aux" and c.lower_ in self.lexicon.demand_modals for c in token.children
+            ):
+                code = self.lexicon.demand_code
             depth = sum(1 for _ in token.ancestors) + (100 if entry.weak else 0)
             if best is None or depth < best[0]:
                 best = (depth, self.codebook.action(code))
@@ -158,16 +162,21 @@ class Coder:
             if entry.weak and strong:
                 continue
             intent = _is_intent(token, self.lexicon.intent_verbs)
-            code = entry.intent if intent and entry.intent else entry.code
+            code = self.lexicon.code_for(entry, intent=intent)
             if any(child.dep_ == "neg" for child in token.children):
                 # Refusing to cooperate is a rejection (CAMEO 12); other negations say nothing.
                 if code[:2] not in _COOPERATIVE_ROOTS:
                     continue
                 code = REJECT
-            sources, pronoun = self._sources(token, actors, last_actor)
+            demanded = self._demand(token, actors, last_actor)
+            if demanded is not None:
+                sources, targets, pronoun = demanded
+                code, direct, intent = self.lexicon.demand_code, True, False
+            else:
+                sources, pronoun = self._sources(token, actors, last_actor)
+                targets, direct = self._targets(token, carrier, actors, entry)
             if not sources:
                 continue
-            targets, direct = self._targets(token, carrier, actors, entry)
             if entry.weak and not direct:
                 continue
             location = self._location(token) or self._location(carrier)
@@ -233,7 +242,7 @@ class Coder:
             intent = any(c.dep_ == "aux" and c.lower_ in _FUTURE_AUX for c in head.children) or any(
                 c.lower_ in _PLANNED_MODIFIERS for c in noun.children
             )
-            code = entry.intent if intent and entry.intent else entry.code
+            code = self.lexicon.code_for(entry, intent=intent)
             event_date, planned = _event_dates(noun, sent, published, intent)
             for source, target in pairs:
                 yield Mention(
@@ -246,6 +255,23 @@ class Coder:
                     sentence=sent.text.strip(),
                     confidence=0.5 - (0.15 if pronoun else 0.0),
                 )
+
+    def _demand(
+        self, verb: Token, actors: DocActors, last_actor: Actor | None
+    ) -> tuple[list[Actor], list[Actor], bool] | None:
+        """ "X said Y must ...": (X, Y) as demander and demanded, or None."""
+        if verb.dep_ != "ccomp" or not any(
+            c.dep_ == "aux" and c.lower_ in self.lexicon.demand_modals for c in verb.children
+        ):
+            return None
+        subject = next((c for c in verb.children if c.dep_ in _SUBJECTS), None)
+        if subject is None:
+            return None
+        targets = _conjoined_actors(subject, actors)
+        sources, pronoun = self._sources(verb.head, actors, last_actor)
+        if not targets or not sources:
+            return None
+        return sources, targets, pronoun
 
     def _reported_criticism(
         self, sent: Span, actors: DocActors, published: date, last_actor: Actor | None
@@ -305,7 +331,17 @@ class Coder:
                 if phrase is not None:
                     return phrase, token
                 if lemma in self.lexicon.light_verbs:
-                    noun = self.lexicon.nouns.get(child.lemma_.lower())
+                    compounds = [c.lower_ for c in child.children if c.dep_ in ("compound", "amod")]
+                    noun = next(
+                        (
+                            self.lexicon.nouns[f"{c} {child.lower_}"]
+                            for c in compounds
+                            if f"{c} {child.lower_}" in self.lexicon.nouns
+                        ),
+                        None,
+                    )
+                    if noun is None:
+                        noun = self.lexicon.nouns.get(child.lemma_.lower())
                     if noun is None:
                         noun = self.lexicon.nouns.get(child.lower_)
                     if noun is not None:
