@@ -59,6 +59,7 @@ from services.common.metrics import END_TO_END_LATENCY, HealthServer, ServiceMet
 logger = logging.getLogger(__name__)
 
 SERVICE = "coder"
+LAG_INTERVAL_SECONDS = 5.0
 
 EVENTS_EMITTED = Counter(
     "wirewatch_coder_events_total",
@@ -157,6 +158,24 @@ def create_app(
         await service.started_producer()
         metrics.ready.set(1)
         logger.info("coder ready (scope %s, version %s)", settings.scope, CODER_VERSION)
+
+    @app.timer(interval=LAG_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
+    async def report_lag() -> None:
+        """Consumer lag on the input topic: end offset minus the consumer's position."""
+        consumer = app.consumer
+        assigned = [tp for tp in consumer.assignment() if tp.topic == topics.deduplicated]
+        if not assigned:
+            return
+        try:
+            ends = await consumer.highwaters(*assigned)
+            for tp in assigned:
+                position = await consumer.position(tp)
+                if position is not None and tp in ends:
+                    metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                        max(0, ends[tp] - position)
+                    )
+        except Exception as exc:  # noqa: BLE001 - metrics must never stop the worker
+            logger.debug("consumer lag unavailable: %s", exc)
 
     @app.service
     class ProducerCloser(faust.Service):

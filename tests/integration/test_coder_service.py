@@ -13,7 +13,10 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
+import urllib.error
+import urllib.request
 import sys
 import time
 from collections.abc import Iterator
@@ -58,7 +61,24 @@ def dedup_message(n: int, name: str) -> dict[str, Any]:
     }
 
 
-def start_coder(bootstrap: str, topic: str, app_id: str, log: Path) -> subprocess.Popen[bytes]:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+def start_coder(
+    bootstrap: str, topic: str, app_id: str, log: Path, metrics_port: int = 0
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -67,7 +87,7 @@ def start_coder(bootstrap: str, topic: str, app_id: str, log: Path) -> subproces
         "WIREWATCH_TOPIC_ENTRIES": f"{topic}-entries",
         "WIREWATCH_TOPIC_ARTICLES": f"{topic}-articles",
         "WIREWATCH_CODER_APP_ID": app_id,
-        "WIREWATCH_CODER_METRICS_PORT": "0",
+        "WIREWATCH_CODER_METRICS_PORT": str(metrics_port),
         "WIREWATCH_CODER_DATA_DIR": str(log.parent / f"faust-{app_id}"),
     }
     return subprocess.Popen(
@@ -119,8 +139,12 @@ class EventReader:
             if predicate(self.latest):
                 return self.latest
         summary = [
-            (e["source"]["cameo_code"], e["target"]["cameo_code"], e["action"]["cameo_code"],
-             e["num_articles"])
+            (
+                e["source"]["cameo_code"],
+                e["target"]["cameo_code"],
+                e["action"]["cameo_code"],
+                e["num_articles"],
+            )
             for e in self.latest.values()
         ]
         pytest.fail(
@@ -146,7 +170,10 @@ async def test_story_in_three_articles_grows_one_event_and_replay_keeps_event_id
     tmp_path: Path,
 ) -> None:
     log = tmp_path / "coder.log"
-    processes.append(start_coder(kafka_settings.bootstrap_servers, unique_topic, "first", log))
+    port = free_port()
+    processes.append(
+        start_coder(kafka_settings.bootstrap_servers, unique_topic, "first", log, port)
+    )
     producer = make_producer(kafka_settings)
     await producer.start()
     first_seen = str(time.time()).encode()
@@ -172,6 +199,12 @@ async def test_story_in_three_articles_grows_one_event_and_replay_keeps_event_id
                 assert call["planned_date"] == "2025-03-18"
                 await asyncio.sleep(1.0)
             first_ids = set(reader.latest)
+            status, metrics = scrape(port)
+            assert status == 200
+            assert "wirewatch_coder_articles_coded_total 3.0" in metrics
+            assert 'wirewatch_coder_events_total{cameo_root="03",kind="update"} 2.0' in metrics
+            assert "wirewatch_pipeline_end_to_end_latency_seconds_count" in metrics
+            assert scrape(port, "/readyz")[0] == 200
             # At-least-once redelivery of an article already counted changes nothing.
             again = dedup_message(0, STORY[0])
             await producer.send_and_wait(
