@@ -205,6 +205,14 @@ class DocActors:
     def token_match(self) -> dict[int, Match]:
         return {i: m for m in self.matches for i in range(m.start, m.end)}
 
+    def country_at(self, index: int) -> str | None:
+        """The country a country name, demonym or capital at token ``index`` stands for."""
+        match = self.token_match.get(index)
+        if match is None:
+            return None
+        entry = match.entries[0]
+        return entry.country if entry.kind in (COUNTRY, METONYM) else None
+
     def count_in(self, span: Span) -> int:
         return sum(1 for m in self.matches if span.start <= m.start < span.end)
 

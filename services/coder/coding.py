@@ -456,9 +456,28 @@ def _conjoined_actors(head: Token, actors: DocActors) -> list[Actor]:
             members.extend([child, *child.conjuncts])
     for token in members:
         actor = actors.actor_of(token)
-        if actor is not None and all(a.key != actor.key for a in found):
-            found.append(actor)
+        if actor is None:
+            continue
+        for each in (actor, *_coordinated_countries(token, actor, actors)):
+            if all(a.key != each.key for a in found):
+                found.append(each)
     return found
+
+
+def _coordinated_countries(head: Token, actor: Actor, actors: DocActors) -> list[Actor]:
+    """ "US and British activists": the same role for each coordinated country modifier."""
+    if actor.is_person or actor.role == "IGO":
+        return []
+    extra: list[Actor] = []
+    for modifier in head.children:
+        if modifier.dep_ not in ("amod", "compound", "nmod"):
+            continue
+        for other in modifier.conjuncts:
+            country = actors.country_at(other.i)
+            if country and country != actor.country:
+                code = f"{country}{actor.role}" if actor.cameo_code != actor.country else country
+                extra.append(Actor(f"{other.text} {head.text}", country, actor.role, code))
+    return extra
 
 
 def _distinct(source: Actor, target: Actor) -> bool:
