@@ -133,3 +133,12 @@ def test_reported_negated_will_of_another_actor_codes_as_criticism() -> None:
     assert [(m.source.cameo_code, m.target.country, m.action.cameo_code) for m in mentions] == [
         ("IGOEUREEC", "RUS", "111")
     ]
+
+
+def test_coordinated_country_modifiers_give_one_actor_each() -> None:
+    coder = Coder(load_pipeline(), scope_roots=ALL_ROOTS)
+    mentions = coder.code_sentence("US and British troops attacked Iraq on Monday.", MONDAY)
+    assert {(m.source.cameo_code, m.target.country) for m in mentions} == {
+        ("USAMIL", "IRQ"),
+        ("GBRMIL", "IRQ"),
+    }
