@@ -5,8 +5,10 @@ action family (``families`` in data/verbs.yaml, else the CAMEO root: an announce
 belongs to the meeting family 04, whose actors are taken as a pair in either order since a call
 or talks involve both sides alike; appeals and demands are one "request" family),
 and their anchor dates (planned date, else event date) lie within ``WINDOW_DAYS`` of the
-event's. ``event_id`` hashes that identity with the anchor date of the mention that created the
-event, so replaying the same articles in the same order gives the same ids.
+event's. ``event_id`` hashes that identity with the event's earliest anchor date, so the ids
+do not depend on the order articles arrive in: replaying them (in any order, across partitions)
+gives the same ids. When an earlier-dated mention joins an event its id changes; the update
+names the id it ``replaces`` so the service can delete it from the compacted topic (tombstone).
 
 Everything here is pure: a *bucket* (all events of one identity key) goes in, the updated bucket
 and the changed event come out. The Faust app keeps buckets in a changelog-backed table; the
@@ -59,6 +61,7 @@ class Update:
 
     event: dict[str, Any]
     kind: str
+    replaces: str | None = None
 
 
 def merge_mention(
@@ -82,8 +85,15 @@ def merge_mention(
         if article.article_id in item["event"]["article_ids"]:
             return bucket, None
         updated = _add_article(item, mention, article)
+        old_id = item["event"]["event_id"]
+        if anchor < date.fromisoformat(item["anchor"]):
+            updated["anchor"] = anchor.isoformat()
+            updated["event"]["event_id"] = make_event_id(key, anchor)
+        new_id = updated["event"]["event_id"]
         new_bucket = [*bucket[:index], updated, *bucket[index + 1 :]]
-        return new_bucket, Update(updated["event"], "update")
+        return new_bucket, Update(
+            updated["event"], "update", replaces=old_id if new_id != old_id else None
+        )
     event_id = make_event_id(key, anchor)
     event: dict[str, Any] = {
         "schema": SCHEMA_ID,

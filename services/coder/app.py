@@ -254,13 +254,17 @@ async def _aggregate_one(service: CoderService, store: EventStore, event: Any) -
         return
     producer = await service.started_producer()
     events_topic = service.settings.topics.events
+    headers = propagate_headers(_headers(event))
     future = await producer.send(
-        events_topic,
-        update.event,
-        key=update.event["event_id"],
-        headers=propagate_headers(_headers(event)),
+        events_topic, update.event, key=update.event["event_id"], headers=headers
     )
     await future
+    if update.replaces is not None:
+        # The event's id moved to an earlier anchor date: delete the old key (compaction).
+        tombstone = await producer.producer.send(
+            events_topic, None, key=update.replaces.encode(), headers=list(headers)
+        )
+        await tombstone
     service.metrics.messages_out.labels(topic=events_topic).inc()
     EVENTS_EMITTED.labels(cameo_root=mention.action.root, kind=update.kind).inc()
     first_seen = _first_seen_epoch(value.get("first_seen_epoch"), article.first_seen)

@@ -141,7 +141,10 @@ def code_articles(
         article = article_from_mapping(raw, story_id=raw.get("story_id"))
         for update in code_article(coder, store, article):
             event_id = update.event["event_id"]
-            if event_id not in latest:
+            if update.replaces is not None and update.replaces in latest:
+                del latest[update.replaces]
+                order[order.index(update.replaces)] = event_id
+            elif event_id not in latest:
                 order.append(event_id)
             latest[event_id] = update.event
     return [latest[event_id] for event_id in order]

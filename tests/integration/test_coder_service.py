@@ -31,6 +31,7 @@ from services.common.settings import KafkaSettings
 SEEDS = Path(__file__).resolve().parents[2] / "services" / "demo" / "seeds"
 STORY = ["001_fc1665f0818841e7.txt", "002_ebc0fb74b416bdc1.txt", "003_8b029c9b536525ad.txt"]
 TIMEOUT = 90.0
+IDLE_SECONDS = 6.0
 
 
 def dedup_message(n: int, name: str) -> dict[str, Any]:
@@ -127,6 +128,19 @@ class EventReader:
     async def __aexit__(self, *exc: object) -> None:
         await self.consumer.stop()
 
+    async def until_idle(self, seconds: float) -> dict[str, dict[str, Any]]:
+        """Read until nothing new arrives for ``seconds``."""
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=int(seconds * 1000))
+            if not batch:
+                return self.latest
+            for records in batch.values():
+                for record in records:
+                    if record.value is None:
+                        self.latest.pop(record.key.decode(), None)
+                    else:
+                        self.latest[record.key.decode()] = json.loads(record.value)
+
     async def wait_for(
         self, predicate: Any, log: Path, process: subprocess.Popen[bytes]
     ) -> dict[str, dict[str, Any]]:
@@ -135,7 +149,10 @@ class EventReader:
             batch = await self.consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 for record in records:
-                    self.latest[record.key.decode()] = json.loads(record.value)
+                    if record.value is None:  # tombstone: the event moved to another id
+                        self.latest.pop(record.key.decode(), None)
+                    else:
+                        self.latest[record.key.decode()] = json.loads(record.value)
             if predicate(self.latest):
                 return self.latest
         summary = [
@@ -198,7 +215,6 @@ async def test_story_in_three_articles_grows_one_event_and_replay_keeps_event_id
                 assert len(call["evidence"]) == expected
                 assert call["planned_date"] == "2025-03-18"
                 await asyncio.sleep(1.0)
-            first_ids = set(reader.latest)
             status, metrics = scrape(port)
             assert status == 200
             assert "wirewatch_coder_articles_coded_total 3.0" in metrics
@@ -211,6 +227,9 @@ async def test_story_in_three_articles_grows_one_event_and_replay_keeps_event_id
                 unique_topic, encode_json(again), key=again["article_id"].encode()
             )
             await producer.send_and_wait(unique_topic, b"{not json", key=b"broken")
+            first_ids = set(await reader.until_idle(IDLE_SECONDS))
+            (call,) = call_events(reader.latest)
+            assert call["num_articles"] == 3
         dlq = make_consumer(kafka_settings, f"{unique_topic}.dlq", group_id=None)
         await dlq.start()
         try:
@@ -226,7 +245,7 @@ async def test_story_in_three_articles_grows_one_event_and_replay_keeps_event_id
         )
         async with EventReader(kafka_settings, f"{unique_topic}-events-replay") as replay:
             replayed = await replay.wait_for(
-                lambda got: set(got) >= first_ids, replay_log, processes[1]
+                lambda got: set(got) == first_ids, replay_log, processes[1]
             )
         assert set(replayed) == first_ids
         (call,) = call_events(replayed)

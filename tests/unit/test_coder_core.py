@@ -142,3 +142,10 @@ def test_coordinated_country_modifiers_give_one_actor_each() -> None:
         ("USAMIL", "IRQ"),
         ("GBRMIL", "IRQ"),
     }
+
+
+def test_event_ids_do_not_depend_on_the_order_articles_arrive_in() -> None:
+    articles = seed_articles()
+    forward = {e["event_id"] for e in code_articles(articles, coder_version="test")}
+    backward = {e["event_id"] for e in code_articles(articles[::-1], coder_version="test")}
+    assert forward == backward
