@@ -249,7 +249,7 @@ async def _aggregate_one(service: CoderService, store: EventStore, event: Any) -
     value = event.value
     mention = mention_from_dict(value["mention"])
     article = ArticleRef(**value["article"])
-    update = store.apply(mention, article)
+    update, commit = store.prepare(mention, article)
     if update is None:
         return
     producer = await service.started_producer()
@@ -265,6 +265,7 @@ async def _aggregate_one(service: CoderService, store: EventStore, event: Any) -
             events_topic, None, key=update.replaces.encode(), headers=list(headers)
         )
         await tombstone
+    commit()
     service.metrics.messages_out.labels(topic=events_topic).inc()
     EVENTS_EMITTED.labels(cameo_root=mention.action.root, kind=update.kind).inc()
     first_seen = _first_seen_epoch(value.get("first_seen_epoch"), article.first_seen)

@@ -8,7 +8,7 @@ time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -100,14 +100,29 @@ class EventStore:
         self.buckets = buckets
         self.coder_version = coder_version
 
-    def apply(self, mention: Mention, article: ArticleRef) -> Update | None:
+    def prepare(
+        self, mention: Mention, article: ArticleRef
+    ) -> tuple[Update | None, Callable[[], None]]:
+        """The update ``mention`` makes, and the function that stores it.
+
+        The service emits the event first and stores after, so a crash in between redelivers
+        the mention and emits again rather than leaving the topic behind the table.
+        """
         key = identity_key(mention)
         bucket = list(self.buckets.get(key) or [])
         new_bucket, update = merge_mention(
             bucket, mention, article, coder_version=self.coder_version
         )
-        if update is not None:
-            self.buckets[key] = new_bucket
+
+        def store() -> None:
+            if update is not None:
+                self.buckets[key] = new_bucket
+
+        return update, store
+
+    def apply(self, mention: Mention, article: ArticleRef) -> Update | None:
+        update, store = self.prepare(mention, article)
+        store()
         return update
 
 
