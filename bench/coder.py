@@ -55,10 +55,14 @@ def main() -> int:
 
     ours_rate = len(articles) / ours
     base_rate = len(articles) / baseline
-    print(f"wirewatch coder (candidate sentences only): {ours_rate:.1f} articles/s "
-          f"({1000 * ours / len(articles):.1f} ms/article, {mentions} mentions)")
-    print(f"baseline (full spaCy parse of every paragraph): {base_rate:.1f} articles/s "
-          f"({1000 * baseline / len(articles):.1f} ms/article)")
+    print(
+        f"wirewatch coder (candidate sentences only): {ours_rate:.1f} articles/s "
+        f"({1000 * ours / len(articles):.1f} ms/article, {mentions} mentions)"
+    )
+    print(
+        f"baseline (full spaCy parse of every paragraph): {base_rate:.1f} articles/s "
+        f"({1000 * baseline / len(articles):.1f} ms/article)"
+    )
     print(f"speed-up {ours_rate / base_rate:.2f}x on one core ({date.today().isoformat()})")
     return 0
 
