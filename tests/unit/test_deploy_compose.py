@@ -173,3 +173,13 @@ def test_prometheus_scrapes_the_compose_services_it_mounts() -> None:
     [job] = [job for job in config["scrape_configs"] if job["job_name"] == "wirewatch"]
     scraped = {name for sd in job["dns_sd_configs"] for name in sd["names"]}
     assert scraped == set(STAGES) and scraped <= set(compose["services"])
+
+
+def test_service_environment_uses_variables_wirewatch_reads() -> None:
+    from services.common.settings import KafkaSettings
+
+    known = {f"KAFKA_{field.upper()}" for field in KafkaSettings.model_fields}
+    services = load_compose()["services"]
+    for stage in STAGES:
+        kafka_keys = {k for k in services[stage]["environment"] if k.startswith("KAFKA_")}
+        assert kafka_keys <= known, stage

@@ -143,3 +143,17 @@ def test_replicas_scale_with_partitions() -> None:
     assert "HorizontalPodAutoscaler" not in poller
     assert poller["Deployment"]["spec"]["replicas"] == 1
     assert poller["Deployment"]["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_shared_settings_are_variables_wirewatch_reads() -> None:
+    """A misspelt key would be ignored silently by the services: each must be a settings field."""
+    from services.common.settings import KafkaSettings
+
+    known = {f"KAFKA_{field.upper()}" for field in KafkaSettings.model_fields}
+    known |= {f"WIREWATCH_TOPIC_{field.upper()}" for field in TopicNames.model_fields}
+    [config] = [d for _, d in all_documents() if d["metadata"]["name"] == "wirewatch-config"]
+    [secret] = [d for _, d in all_documents() if d["metadata"]["name"] == "wirewatch-kafka"]
+    assert set(config["data"]) <= known
+    assert set(secret["stringData"]) <= known
+    names = TopicNames()
+    assert config["data"]["WIREWATCH_TOPIC_EVENTS"] == names.events
