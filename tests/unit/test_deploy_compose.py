@@ -96,9 +96,12 @@ def created_topics(script: str) -> dict[str, tuple[int, dict[str, str]]]:
 def test_kafka_init_creates_exactly_the_topics_the_pipeline_declares() -> None:
     init = load_compose()["services"]["kafka-init"]
     [script] = init["command"]
-    expected = {
-        spec.name: (spec.partitions, dict(spec.config)) for spec in pipeline_topics(TopicNames())
-    }
+    from services.poller.settings import PollerSettings
+    from services.poller.state import state_topic_spec
+
+    specs = pipeline_topics(TopicNames())
+    specs.append(state_topic_spec(PollerSettings.model_fields["state_topic"].default))
+    expected = {spec.name: (spec.partitions, dict(spec.config)) for spec in specs}
     assert created_topics(script) == expected
     assert "--if-not-exists" in script  # rerunning the stack must not fail
     assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
