@@ -98,10 +98,6 @@ class DedupService:
             s.app_id,
             s.kafka,
             store=s.store,
-            # Keep the handlers configure_logging() installed (JSON lines); left alone, the
-            # Faust worker replaces them with its own text format.
-            loghandlers=list(logging.getLogger().handlers),
-            logging_config={"version": 1, "disable_existing_loggers": False},
         )
         self.articles_topic = self.app.topic(
             s.topics.articles, key_serializer="raw", value_serializer="raw"
