@@ -187,6 +187,10 @@ async def test_prometheus_sees_every_stage_count_and_the_end_to_end_latency_fill
     assert latency_sum is not None and 0 < latency_sum / latency_count < PIPELINE_TIMEOUT
     emitted = await prom.value('sum(wirewatch_coder_messages_out_total{service="coder"})')
     assert emitted is not None and latency_count <= emitted
+    print(  # noqa: T201 - the figures, with -s
+        f"end-to-end: {latency_count:.0f} events observed, mean latency "
+        f"{latency_sum / latency_count:.1f}s, coder messages out {emitted:.0f}"
+    )
 
     # The dedup ratio and events-by-root panels have data; every dashboard query evaluates.
     assert await prom.query("sum by (cameo_root) (wirewatch_coder_events_total)")
