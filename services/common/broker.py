@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,35 @@ def wait_for_port(port: int, *, timeout: float, process: subprocess.Popen[bytes]
         except OSError:
             time.sleep(0.05)
     raise BrokerError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+def wait_for_kafka(port: int, *, timeout: float, process: subprocess.Popen[bytes] | None) -> None:
+    """Wait until the broker answers a Kafka ApiVersions request, not merely accepts TCP.
+
+    Under load Tansu (especially on S3 storage) accepts connections a while before it answers
+    them; clients that bootstrap in that gap fail with "Unable to bootstrap".
+    """
+    wait_for_port(port, timeout=timeout, process=process)
+    client_id = b"wirewatch-probe"
+    # ApiVersions v0: api_key 18, version 0, correlation id 1, client id (int16 length + bytes).
+    body = struct.pack(">hhih", 18, 0, 1, len(client_id)) + client_id
+    request = struct.pack(">i", len(body)) + body
+    deadline = time.monotonic() + timeout
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise BrokerError(f"process exited with {process.returncode} before serving")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                sock.sendall(request)
+                header = sock.recv(8)
+                if len(header) == 8 and struct.unpack(">ii", header)[1] == 1:
+                    return
+                last_error = f"unexpected answer {header!r}"
+        except OSError as exc:
+            last_error = str(exc)
+        time.sleep(0.1)
+    raise BrokerError(f"broker on 127.0.0.1:{port} not answering Kafka requests: {last_error}")
 
 
 def tansu_binary() -> str:
@@ -221,7 +251,7 @@ class EmbeddedBroker:
             env=env,
             start_new_session=True,
         )
-        wait_for_port(self.port, timeout=timeout, process=self.process)
+        wait_for_kafka(self.port, timeout=timeout, process=self.process)
         return self.bootstrap_servers
 
     def stop_broker(self) -> None:

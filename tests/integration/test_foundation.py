@@ -16,7 +16,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from services.common import schemas
-from services.common.broker import free_port, wait_for_port
+from services.common.broker import free_port, wait_for_kafka
 from services.common.kafka import (
     SCHEMA_HEADER,
     DeadLetterSender,
@@ -126,7 +126,7 @@ def _start_broker_cli(port: int, data_dir: Path, log: Path) -> subprocess.Popen[
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
-    wait_for_port(port, timeout=90, process=process)
+    wait_for_kafka(port, timeout=90, process=process)
     return process
 
 
