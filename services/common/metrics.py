@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -17,6 +17,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,42 @@ class ServiceMetrics:
             f"{prefix}_start_time_seconds", "Unix time the service started", registry=registry
         )
         self.started.set(time.time())
+        # (topic, partition) labels of consumer_lag set so far, so that a partition taken away by
+        # a rebalance stops reporting the lag it had here.
+        self.lag_partitions: set[tuple[str, str]] = set()
+
+
+async def update_consumer_lag(
+    consumer: AIOKafkaConsumer, metrics: ServiceMetrics
+) -> dict[TopicPartition, int]:
+    """Set ``consumer_lag_messages`` for every assigned partition: end offset minus committed.
+
+    A partition the group never committed counts from its first offset (the services start
+    from the earliest message). Call it every few seconds beside the consume loop; it asks the
+    broker for end offsets, so not once per message.
+    """
+    assigned = sorted(consumer.assignment())
+    lags: dict[TopicPartition, int] = {}
+    if assigned:
+        ends = await consumer.end_offsets(assigned)
+        uncommitted = []
+        for tp in assigned:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                uncommitted.append(tp)
+            else:
+                lags[tp] = max(0, ends[tp] - committed)
+        if uncommitted:
+            begins = await consumer.beginning_offsets(uncommitted)
+            for tp in uncommitted:
+                lags[tp] = max(0, ends[tp] - begins[tp])
+    current = {(tp.topic, str(tp.partition)) for tp in lags}
+    for topic, partition in metrics.lag_partitions - current:
+        metrics.consumer_lag.remove(topic, partition)
+    for tp, lag in lags.items():
+        metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+    metrics.lag_partitions = current
+    return lags
 
 
 END_TO_END_LATENCY = Histogram(

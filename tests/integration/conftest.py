@@ -38,3 +38,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+from tests.integration.prometheus import prometheus  # noqa: E402, F401 - the Prometheus fixture
