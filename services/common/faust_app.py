@@ -75,6 +75,9 @@ def make_faust_app(
         # Faust writes a data directory even for memory stores; keep it out of the working tree.
         "datadir": os.path.join(faust_data_root(), "{conf.name}-data"),
     }
+    if kafka.one_record_per_batch:
+        options["producer_max_batch_size"] = 1
+        options["producer_linger"] = 0.0
     root_handlers = list(logging.getLogger().handlers)
     if root_handlers:
         options["loghandlers"] = root_handlers

@@ -47,6 +47,9 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
         "linger_ms": 5,
         "max_request_size": 4 * 1024 * 1024,
     }
+    if kafka.one_record_per_batch:
+        options["max_batch_size"] = 1
+        options["linger_ms"] = 0
     options.update(overrides)
     return AIOKafkaProducer(**options)
 

@@ -37,6 +37,10 @@ class KafkaSettings(BaseSettings):
     # Tansu rejects InitProducerId, so idempotence is opt-in for real Kafka clusters only.
     enable_idempotence: bool = False
     replication_factor: int = 1
+    # Tansu 0.6 answers ListOffsets(latest) with the last *batch's* base offset + 1, so end
+    # offsets (lag, drain checks, replay ranges) undercount when a batch holds several records.
+    # One record per batch keeps them exact there; Apache Kafka deployments turn this off.
+    one_record_per_batch: bool = True
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments common to every aiokafka client."""

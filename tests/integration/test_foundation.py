@@ -231,3 +231,24 @@ async def test_consumer_commits_survive_for_the_next_consumer_of_the_group(
     following = await consumer.getone()
     await consumer.stop()
     assert (first.value, following.value) == (b"0", b"1")
+
+
+async def test_end_offsets_count_every_record_produced_concurrently(
+    kafka_settings: KafkaSettings, unique_topic: str
+) -> None:
+    """Tansu reports end offsets per batch; the default producer keeps one record a batch."""
+    await ensure_topics(kafka_settings, [TopicSpec(unique_topic, 1)])
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    try:
+        futures = [await producer.send(unique_topic, b"x", partition=0) for _ in range(5)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    consumer = make_consumer(kafka_settings, group_id=None)
+    await consumer.start()
+    try:
+        partition = TopicPartition(unique_topic, 0)
+        assert (await consumer.end_offsets([partition]))[partition] == 5
+    finally:
+        await consumer.stop()
