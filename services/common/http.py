@@ -36,6 +36,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECTS = frozenset({301, 308})
+MAX_RETRY_AFTER_SECONDS = 7 * 24 * 3600.0
 DEFAULT_USER_AGENT = "wirewatch/0.1 (news-event monitor; +https://github.com/wirewatch/wirewatch)"
 
 
@@ -361,16 +362,20 @@ def _blocked_cause(exc: BaseException) -> BlockedAddressError | None:
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None.
+
+    Capped at a week: a hostile or broken server must not defer a feed forever.
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return float(min(int(value), int(MAX_RETRY_AFTER_SECONDS)))
     from email.utils import parsedate_to_datetime
 
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)

@@ -150,12 +150,14 @@ def run_pipeline(args: argparse.Namespace) -> int:
 
 def _print_where_to_look(bootstrap: str, services: list[str], metrics_urls: list[str]) -> None:
     topics = TopicNames()
+    beside_python = Path(sys.executable).parent / "wirewatch"
+    cli = str(beside_python) if beside_python.exists() else "wirewatch"
     lines = [
         "",
         f"wirewatch is running: {', '.join(services) or 'no services yet'}",
         "watch the topics (in another terminal):",
-        f"  KAFKA_BOOTSTRAP_SERVERS={bootstrap} wirewatch tail {topics.events} --from-beginning",
-        f"  KAFKA_BOOTSTRAP_SERVERS={bootstrap} wirewatch topics",
+        f"  KAFKA_BOOTSTRAP_SERVERS={bootstrap} {cli} tail {topics.events} --from-beginning",
+        f"  KAFKA_BOOTSTRAP_SERVERS={bootstrap} {cli} topics",
         "metrics:",
         *metrics_urls,
         "Ctrl-C stops everything.",

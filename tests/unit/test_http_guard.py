@@ -76,3 +76,8 @@ async def test_deferred_host_waits_for_retry_after() -> None:
     async with politeness.slot("slow.example"):
         waited = time.monotonic() - begun
     assert waited >= 0.29
+
+
+def test_retry_after_ignores_non_ascii_digits_and_caps_huge_values() -> None:
+    assert retry_after_seconds("²") is None
+    assert retry_after_seconds("9" * 400) == 7 * 24 * 3600
