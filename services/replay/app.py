@@ -137,22 +137,25 @@ async def end_offsets(
     when that batch holds several records; the high watermark of a fetch is right on both
     brokers, so one record is fetched from there to read it.
     """
+    # Offsets of assigned partitions are answered at once; others wait for a metadata refresh.
+    consumer.assign(list(tps))
+    consumer.pause(*tps)
     reported = await consumer.end_offsets(list(tps))
     begins = await consumer.beginning_offsets(list(tps))
+    # One fetch from each partition's reported last offset, all partitions at once.
+    probed = [tp for tp in tps if reported[tp] > begins[tp]]
+    for tp in probed:
+        consumer.resume(tp)
+        consumer.seek(tp, reported[tp] - 1)
+    waiting = set(probed)
+    deadline = time.monotonic() + 5.0
+    while waiting and time.monotonic() < deadline:
+        batch = await consumer.getmany(*waiting, timeout_ms=100, max_records=1)
+        waiting -= {tp for tp, records in batch.items() if records}
     ends: dict[TopicPartition, int] = {}
     for tp in tps:
-        end = reported[tp]
-        if end > begins[tp]:
-            consumer.assign([tp])
-            consumer.seek(tp, end - 1)
-            deadline = time.monotonic() + 5.0
-            while time.monotonic() < deadline:
-                if (await consumer.getmany(tp, timeout_ms=300, max_records=1)).get(tp):
-                    break
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                end = max(end, highwater)
-        ends[tp] = end
+        highwater = consumer.highwater(tp) if tp in probed else None
+        ends[tp] = max(reported[tp], highwater or 0)
     consumer.assign([])
     return ends
 
@@ -167,8 +170,10 @@ async def locate_offsets(
     consumer = await start_consumer(kafka, group_id=None, max_partition_fetch_bytes=256 * 1024)
     try:
         tps = [TopicPartition(topic, p) for p in partitions]
-        begins = await consumer.beginning_offsets(tps)
         ends = await end_offsets(consumer, tps)
+        consumer.assign(tps)
+        consumer.pause(*tps)
+        begins = await consumer.beginning_offsets(tps)
         hints = await consumer.offsets_for_times({tp: timestamp_ms for tp in tps})
         found: dict[int, int] = {}
         for tp in tps:
@@ -327,12 +332,17 @@ async def copy_range(
     started = time.monotonic()
     partitions = await _ensure_target(kafka, plan.target, max(1, len(plan.ranges)))
     consumer = await start_consumer(kafka, group_id=None)
+    # A consumer that holds the target's partitions paused, only to read their end offsets.
+    watcher = await start_consumer(kafka, group_id=None)
+    target_tps = [TopicPartition(plan.target, p) for p in range(partitions)]
+    watcher.assign(target_tps)
+    watcher.pause(*target_tps)
     producer = make_producer(kafka)
     await producer.start()
     try:
         if checkpoint is None:
             checkpoint = start_checkpoint(
-                job, plan, await _target_ends(consumer, plan.target, partitions)
+                job, plan, await _target_ends(watcher, plan.target, partitions)
             )
             await _write_checkpoint(producer, settings, checkpoint)
             already = 0
@@ -342,7 +352,7 @@ async def copy_range(
             checkpoint = replace(checkpoint, copied=checkpoint.copied + len(found))
             already = plan.total - checkpoint.remaining()
             logger.info("resuming job %s: %d of %d already copied", job, already, plan.total)
-        copier = _Copier(consumer, producer, settings, checkpoint, partitions, max_rate)
+        copier = _Copier(consumer, watcher, producer, settings, checkpoint, partitions, max_rate)
         bar = progress(checkpoint.remaining())
         try:
             finished = await copier.run(stop, bar)
@@ -359,6 +369,7 @@ async def copy_range(
         )
     finally:
         await producer.stop()
+        await watcher.stop()
         await consumer.stop()
 
 
@@ -376,6 +387,7 @@ class _Copier:
     def __init__(
         self,
         consumer: AIOKafkaConsumer,
+        watcher: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         settings: ReplaySettings,
         checkpoint: Checkpoint,
@@ -383,6 +395,7 @@ class _Copier:
         max_rate: float | None,
     ) -> None:
         self.consumer = consumer
+        self.watcher = watcher
         self.producer = producer
         self.settings = settings
         self.checkpoint = checkpoint
@@ -486,7 +499,7 @@ class _Copier:
         if self.pending:
             await asyncio.gather(*self.pending)
             self.pending.clear()
-        ends = await _target_ends(self.consumer, self.plan.target, self.target_partitions)
+        ends = await _target_ends(self.watcher, self.plan.target, self.target_partitions)
         self.checkpoint = replace(
             self.checkpoint,
             next_offsets=dict(self.positions),
