@@ -349,7 +349,6 @@ async def copy_range(
         else:
             found = await _copied_after(kafka, plan.target, job, checkpoint.target_offsets)
             checkpoint = advance_past_copied(checkpoint, found)
-            checkpoint = replace(checkpoint, copied=checkpoint.copied + len(found))
             already = plan.total - checkpoint.remaining()
             logger.info("resuming job %s: %d of %d already copied", job, already, plan.total)
         copier = _Copier(consumer, watcher, producer, settings, checkpoint, partitions, max_rate)

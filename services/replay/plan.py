@@ -305,10 +305,16 @@ def advance_past_copied(checkpoint: Checkpoint, copied: Iterable[tuple[int, int]
     after the checkpoint's ``target_offsets``.
     """
     positions = dict(checkpoint.next_offsets)
-    for partition, offset in copied:
-        if partition in positions and offset + 1 > positions[partition]:
-            positions[partition] = offset + 1
-    return replace(checkpoint, next_offsets=positions)
+    # The scan may start before the checkpoint's true target end (Tansu understates it), so
+    # only records past the checkpoint's positions are new.
+    new = {
+        (partition, offset)
+        for partition, offset in copied
+        if partition in positions and offset >= checkpoint.next_offsets[partition]
+    }
+    for partition, offset in new:
+        positions[partition] = max(positions[partition], offset + 1)
+    return replace(checkpoint, next_offsets=positions, copied=checkpoint.copied + len(new))
 
 
 def latest_checkpoints(values: Iterable[tuple[bytes | None, bytes | None]]) -> dict[str, bytes]:

@@ -177,8 +177,11 @@ def test_resume_moves_past_records_found_copied_beyond_the_checkpoint() -> None:
     checkpoint = Checkpoint.from_json(checkpoint.to_json())
     resumed = advance_past_copied(checkpoint, [(0, 5), (0, 6), (1, 0), (0, 7), (7, 3)])
     assert resumed.next_offsets == {0: 8, 1: 1}
-    # Records already counted by the checkpoint never move a position backwards.
-    assert advance_past_copied(resumed, [(0, 2)]).next_offsets == {0: 8, 1: 1}
+    assert resumed.copied == 4
+    # Records the checkpoint already counts neither move a position back nor count twice.
+    again = advance_past_copied(resumed, [(0, 2), (0, 6), (1, 0), (0, 8)])
+    assert again.next_offsets == {0: 9, 1: 1}
+    assert again.copied == 5
 
 
 def test_latest_checkpoint_per_job_wins_and_a_tombstone_forgets_the_job() -> None:
