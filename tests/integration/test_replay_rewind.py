@@ -123,3 +123,49 @@ async def test_rewind_refuses_while_a_consumer_of_the_group_is_alive(
     assert result.returncode == 3, result.stdout.decode() + result.stderr.decode()
     assert "refused" in result.stderr.decode() and "--force" in result.stderr.decode()
     assert await committed(kafka_settings, group, unique_topic, 3) == before
+
+
+async def test_forced_rewind_of_a_live_group_moves_what_it_can_and_reports_the_rest(
+    kafka_settings: KafkaSettings, unique_topic: str
+) -> None:
+    await produce_stream(kafka_settings, unique_topic, 30)
+    group = f"g-{unique_topic}"
+    await consume_in_group(kafka_settings, unique_topic, group, 30)
+    before = await committed(kafka_settings, group, unique_topic, 3)
+
+    live = make_consumer(kafka_settings, unique_topic, group_id=group)
+    await live.start()
+
+    async def keep_polling() -> None:
+        while True:
+            await live.getmany(timeout_ms=200)
+
+    poller = asyncio.create_task(keep_polling())
+    try:
+        async with asyncio.timeout(30):
+            while not live.assignment():
+                await asyncio.sleep(0.1)
+        result = await asyncio.to_thread(
+            rewind,
+            kafka_settings,
+            "--group",
+            group,
+            "--topic",
+            unique_topic,
+            "--to-earliest",
+            "--force",
+        )
+    finally:
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+        await live.stop()
+
+    after = await committed(kafka_settings, group, unique_topic, 3)
+    moved = {p for p in after if after[p] == 0}
+    kept = {p for p in after if after[p] == before[p]}
+    output = result.stdout.decode()
+    # Two members share three partitions: this tool could commit only the ones it was given.
+    assert moved and kept and moved | kept == {0, 1, 2}
+    assert result.returncode == 1, output + result.stderr.decode()
+    assert output.count("NOT REWOUND") == len(kept)
