@@ -66,6 +66,8 @@ class TopicNames(BaseSettings):
     articles: str = "articles.extracted"
     deduplicated: str = "articles.deduplicated"
     events: str = "events.diplomatic"
+    # Feed entries that could not become articles (fetch or extraction failed), with a reason.
+    failed_articles: str = "articles.dlq"
 
     @staticmethod
     def dlq(topic: str) -> str:

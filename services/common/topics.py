@@ -33,7 +33,8 @@ def pipeline_topics(names: TopicNames, *, partitions: int = 4) -> list[TopicSpec
         TopicSpec(names.events, partitions, {"cleanup.policy": "compact"}),
     ]
     dlqs = [TopicSpec(TopicNames.dlq(spec.name), 1, keep_dlq) for spec in specs]
-    return specs + dlqs
+    failures = [TopicSpec(names.failed_articles, 1, keep_dlq)]
+    return specs + dlqs + failures
 
 
 async def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
