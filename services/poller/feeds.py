@@ -1,0 +1,213 @@
+"""Pure feed handling: parse bytes with feedparser, canonicalise links, give entries an identity.
+
+Nothing here touches the network or Kafka, so the offline ``wirewatch parse-feed`` command and
+the service share it and tests run it without servers.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+import logging
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urldefrag, urljoin
+
+import feedparser
+from courlan import normalize_url
+
+logger = logging.getLogger(__name__)
+
+FEED_ENTRY_SCHEMA = "feed_entry.v1"
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_GUNZIPPED_BYTES = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ParsedEntry:
+    """One entry as the feed gave it, with the identity and canonical URL wirewatch uses."""
+
+    entry_id: str
+    url: str | None
+    link: str | None
+    guid: str | None
+    title: str
+    summary: str | None
+    author: str | None
+    published: datetime | None
+    updated: datetime | None
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """What feedparser recovered from one body, plus its complaint when the body was malformed."""
+
+    title: str | None
+    version: str
+    entries: tuple[ParsedEntry, ...]
+    bozo_exception: str | None
+    bozo_message: str | None
+    ttl_seconds: float | None
+    gunzipped: bool = False
+
+    @property
+    def looks_broken(self) -> bool:
+        """Malformed and nothing recovered: the poll counts as a failure of the feed."""
+        return self.bozo_exception is not None and not self.entries and not self.version
+
+
+def canonicalize_url(link: str | None, *, base: str | None = None) -> str | None:
+    """The article URL without tracking parameters (``utm_*``, ``fbclid``…) or fragment.
+
+    courlan does the normalisation (host case, default ports, tracker removal); only
+    absolute http(s) URLs are accepted.
+    """
+    if not link or not link.strip():
+        return None
+    absolute = urljoin(base, link.strip()) if base else link.strip()
+    try:
+        normalized = normalize_url(absolute)
+    except (ValueError, AttributeError):
+        return None
+    without_fragment = urldefrag(normalized).url
+    if not without_fragment.startswith(("http://", "https://")):
+        return None
+    return str(without_fragment)
+
+
+def content_hash(entry: dict[str, Any]) -> str:
+    """A stable identity for entries with neither guid nor link (title, summary, dates)."""
+    material = {
+        key: str(dict.get(entry, key) or "")
+        for key in ("title", "summary", "published", "updated", "author")
+        if key in entry
+    }
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8")).hexdigest()
+    return f"sha256:{digest[:32]}"
+
+
+def entry_identity(entry: dict[str, Any], canonical_url: str | None) -> str:
+    """guid/id first (what publishers promise stable), then the canonical link, then a hash."""
+    guid = entry.get("id")
+    if isinstance(guid, str) and guid.strip():
+        return guid.strip()
+    if canonical_url:
+        return canonical_url
+    return content_hash(entry)
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if not isinstance(value, time.struct_time):
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _ttl_seconds(feed: Mapping[str, Any]) -> float | None:
+    ttl = feed.get("ttl")
+    if isinstance(ttl, str) and ttl.strip().isdigit():
+        return float(ttl.strip()) * 60.0
+    return None
+
+
+def gunzip_stray(body: bytes, *, limit: int = MAX_GUNZIPPED_BYTES) -> bytes | None:
+    """The content of a body that is still gzip-compressed, or None.
+
+    Some servers gzip a feed file but send it without ``Content-Encoding``; feedparser then sees
+    binary noise. Decompression is capped so that a small bomb cannot exhaust memory.
+    """
+    if not body.startswith(GZIP_MAGIC):
+        return None
+    decompressor = zlib.decompressobj(wbits=31)
+    try:
+        content = decompressor.decompress(body, limit + 1)
+    except zlib.error:
+        return None
+    return content if len(content) <= limit else None
+
+
+def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
+    """Parse a feed body; never raises for malformed input (feedparser's ``bozo`` says why)."""
+    unpacked = gunzip_stray(body)
+    if unpacked is not None:
+        body = unpacked
+    response_headers: dict[str, str] | None = None
+    if headers is not None:
+        response_headers = {k.lower(): v for k, v in headers.items()}
+        # feedparser resolves relative links against Content-Location; give it the feed's URL.
+        response_headers["content-location"] = urljoin(
+            url, response_headers.get("content-location", "")
+        )
+    parsed = feedparser.parse(body, response_headers=response_headers)
+    base = str(parsed.feed.get("link") or url)
+    entries = tuple(_to_entry(raw, base) for raw in parsed.entries)
+    bozo_exception: str | None = None
+    bozo_message: str | None = None
+    if parsed.get("bozo"):
+        exception = parsed.get("bozo_exception")
+        bozo_exception = type(exception).__name__ if exception is not None else "unknown"
+        bozo_message = str(exception) if exception is not None else None
+    return ParsedFeed(
+        title=_text(parsed.feed.get("title")),
+        version=str(parsed.get("version") or ""),
+        entries=entries,
+        bozo_exception=bozo_exception,
+        bozo_message=bozo_message,
+        ttl_seconds=_ttl_seconds(parsed.feed),
+        gunzipped=unpacked is not None,
+    )
+
+
+def _to_entry(raw: dict[str, Any], base: str) -> ParsedEntry:
+    link = _text(raw.get("link"))
+    canonical = canonicalize_url(link, base=base)
+    return ParsedEntry(
+        entry_id=entry_identity(raw, canonical),
+        url=canonical,
+        link=link,
+        guid=_text(raw.get("id")),
+        title=_text(raw.get("title")) or "",
+        summary=_text(raw.get("summary")),
+        author=_text(raw.get("author")),
+        published=_as_datetime(dict.get(raw, "published_parsed")),
+        # dict.get: FeedParserDict maps a missing "updated" to "published" with a warning.
+        updated=_as_datetime(dict.get(raw, "updated_parsed")),
+    )
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def entry_message(
+    entry: ParsedEntry, *, feed_url: str, feed_title: str | None, first_seen: datetime
+) -> dict[str, Any]:
+    """The ``feed_entry.v1`` message for an entry that has a canonical URL."""
+    if entry.url is None:
+        raise ValueError("an entry without a usable link has no feed_entry message")
+    return {
+        "schema": FEED_ENTRY_SCHEMA,
+        "entry_id": entry.entry_id,
+        "feed_url": feed_url,
+        "feed_title": feed_title,
+        "url": entry.url,
+        "link": entry.link,
+        "guid": entry.guid,
+        "title": entry.title,
+        "summary": entry.summary,
+        "author": entry.author,
+        "published": iso_utc(entry.published) if entry.published else None,
+        "updated": iso_utc(entry.updated) if entry.updated else None,
+        "first_seen": iso_utc(first_seen),
+    }

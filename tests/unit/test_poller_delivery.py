@@ -1,0 +1,85 @@
+"""Never lose accepted data: a feed's state is saved only after the broker acknowledged its entries.
+
+Fakes stand in for the producer and the fetch here (unit test); the same path runs against the
+real broker and HTTP server in tests/integration/test_poller_service.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaTimeoutError
+from multidict import CIMultiDict, CIMultiDictProxy
+from prometheus_client import CollectorRegistry
+
+from services.common.http import FetchResult, FetchSettings
+from services.poller import app
+from services.poller.app import Poller, PollerMetrics
+from services.poller.feedlist import FeedSpec
+from services.poller.settings import PollerSettings
+
+GUARDIAN = "rss-parser/test/input/guardian.rss"
+
+
+class FlakyProducer:
+    """Accepts sends, but the broker's acknowledgement fails for the first ``failures`` sends."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.sent: list[tuple[str, bytes | None]] = []
+
+    async def send(self, topic: str, value: bytes, **_: Any) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.failures > 0:
+            self.failures -= 1
+            future.set_exception(KafkaTimeoutError())
+        else:
+            self.sent.append((topic, value))
+            future.set_result(None)
+        return future
+
+
+@pytest.fixture
+def guardian_fetch(eval_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = (eval_dir / "feeds" / GUARDIAN).read_bytes()
+
+    async def fake_fetch(_session: Any, url: str, **_: Any) -> FetchResult:
+        headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/rss+xml"}))
+        return FetchResult(url=url, status=200, headers=headers, body=body)
+
+    monkeypatch.setattr(app, "fetch", fake_fetch)
+
+
+async def test_unacknowledged_entries_are_not_marked_seen_and_are_sent_again(
+    guardian_fetch: None,
+) -> None:
+    producer = FlakyProducer(failures=1)
+    settings = PollerSettings(feeds=Path("unused.yaml"), state_topic="state")
+    feed = FeedSpec(url="https://www.theguardian.com/us/rss", name="guardian")
+    poller = Poller(
+        [feed],
+        settings=settings,
+        fetch_settings=FetchSettings(),
+        producer=producer,  # type: ignore[arg-type]
+        metrics=PollerMetrics(CollectorRegistry()),
+    )
+    poller.states[feed.url] = app.FeedState(feed_key=feed.url, url=feed.url)
+
+    failed = await poller.poll_feed(feed)
+    assert failed.outcome == "kafka_error"
+    assert poller.states[feed.url].seen == []
+    assert not [topic for topic, _ in producer.sent if topic == "state"]
+
+    retried = await poller.poll_feed(feed)
+    assert (retried.outcome, retried.emitted) == ("200", 55)
+    entries = [v for topic, v in producer.sent if topic == "feeds.entries"]
+    states = [v for topic, v in producer.sent if topic == "state"]
+    assert len(entries) == 54 + 55  # the first poll's other 54 were sent, then all 55 again
+    assert len(states) == 1
+    assert producer.sent[-1][0] == "state"  # the state goes last, after every entry's ack
+
+    again = await poller.poll_feed(feed)
+    assert again.emitted == 0

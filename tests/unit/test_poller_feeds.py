@@ -1,0 +1,98 @@
+"""The poller's pure core: parsing, canonical URLs, entry identity, messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.common import schemas
+from services.poller.feeds import (
+    canonicalize_url,
+    content_hash,
+    entry_identity,
+    entry_message,
+    parse_feed,
+)
+
+GUARDIAN = "rss-parser/test/input/guardian.rss"
+
+
+def test_canonical_url_drops_tracking_parameters_and_fragment_but_keeps_real_query() -> None:
+    url = "https://Example.com/world/story?id=7&utm_source=rss&utm_medium=feed&fbclid=x#comments"
+    assert canonicalize_url(url) == "https://example.com/world/story?id=7"
+
+
+def test_canonical_url_resolves_relative_links_and_refuses_non_http() -> None:
+    assert canonicalize_url("/a/b.html", base="https://news.example/feed") == (
+        "https://news.example/a/b.html"
+    )
+    assert canonicalize_url("mailto:desk@example.com") is None
+    assert canonicalize_url("   ") is None
+    assert canonicalize_url(None) is None
+
+
+def test_identity_prefers_guid_then_canonical_link_then_content_hash() -> None:
+    assert entry_identity({"id": " tag:x,2025:1 ", "link": "https://a/b"}, "https://a/b") == (
+        "tag:x,2025:1"
+    )
+    assert entry_identity({"link": "https://a/b?utm_source=x"}, "https://a/b") == "https://a/b"
+    hashed = entry_identity({"title": "Talks end", "summary": "No deal"}, None)
+    assert hashed.startswith("sha256:")
+    assert hashed == content_hash({"title": "Talks end", "summary": "No deal"})
+    assert hashed != content_hash({"title": "Talks end", "summary": "A deal"})
+
+
+def test_real_feed_parses_to_schema_valid_messages(eval_dir: Path) -> None:
+    body = (eval_dir / "feeds" / GUARDIAN).read_bytes()
+    parsed = parse_feed(body, url="https://www.theguardian.com/us/rss")
+    assert parsed.title == "The Guardian" and parsed.bozo_exception is None
+    assert len(parsed.entries) == 55
+    first_seen = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    for entry in parsed.entries:
+        message = entry_message(
+            entry,
+            feed_url="https://www.theguardian.com/us/rss",
+            feed_title=parsed.title,
+            first_seen=first_seen,
+        )
+        schemas.validate(schemas.FEED_ENTRY, message)
+        assert message["first_seen"] == "2026-01-02T03:04:05.678Z"
+    assert all(entry.published is not None for entry in parsed.entries)
+
+
+def test_truncated_feed_is_flagged_not_raised(eval_dir: Path) -> None:
+    body = (eval_dir / "feeds" / "feed-rs/feed-rs/fixture/rss2/rss_2.0_invalid_1.xml").read_bytes()
+    parsed = parse_feed(body, url="https://example.org/feed")
+    assert parsed.bozo_exception == "SAXParseException"
+    assert parsed.entries == ()
+
+
+def test_html_page_instead_of_a_feed_looks_broken(eval_dir: Path) -> None:
+    body = (eval_dir / "feeds" / "node-feedparser/test/feeds/notafeed.html").read_bytes()
+    parsed = parse_feed(body, url="https://example.org/feed", headers={"Content-Type": "text/html"})
+    assert parsed.looks_broken
+
+
+def test_declared_ttl_is_read_in_seconds() -> None:
+    body = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><ttl>15</ttl>
+    </channel></rss>"""
+    assert parse_feed(body, url="https://example.org/feed").ttl_seconds == 900.0
+
+
+def test_feed_sent_as_raw_gzip_bytes_is_unpacked_and_parsed(eval_dir: Path) -> None:
+    body = (eval_dir / "feeds" / "node-feedparser/test/feeds/compressed.xml").read_bytes()
+    parsed = parse_feed(body, url="http://www.oren.ru/rss")
+    assert parsed.gunzipped and parsed.bozo_exception is None
+    assert len(parsed.entries) == 10
+    assert all(entry.url and entry.url.startswith("http://www.oren.ru") for entry in parsed.entries)
+
+
+def test_gzip_bomb_beyond_the_cap_is_not_unpacked() -> None:
+    import gzip
+
+    from services.poller.feeds import gunzip_stray
+
+    bomb = gzip.compress(b"<" * 2_000_000)
+    assert gunzip_stray(bomb, limit=1_000_000) is None
+    assert gunzip_stray(bomb, limit=3_000_000) == b"<" * 2_000_000
+    assert gunzip_stray(b"\x1f\x8bnot really gzip") is None
