@@ -80,6 +80,21 @@ def register(subparsers: Any) -> None:
     rewind.add_argument("--dry-run", action="store_true", help="print the offsets only")
     rewind.set_defaults(handler=run_rewind)
 
+    backfill = actions.add_parser(
+        "backfill-feed",
+        help="send a feed's whole history (RFC 5005 archives or pages) to feeds.entries",
+        description=(
+            "Read URL and every archive (prev-archive) or page (next) it links to, and send the "
+            "entries the poller has not emitted to feeds.entries, oldest first; then record them "
+            "as seen in the poller's state so that the poller does not emit them again. Pass "
+            "the URL exactly as it is (or will be) in the poller's feed list."
+        ),
+    )
+    backfill.add_argument("url")
+    backfill.add_argument("--max-pages", type=int, default=100, help="documents to read at most")
+    backfill.add_argument("--dry-run", action="store_true", help="read the feed, send nothing")
+    backfill.set_defaults(handler=run_backfill)
+
 
 def _request(args: argparse.Namespace) -> app.CopyRequest:
     return app.CopyRequest(
@@ -168,3 +183,48 @@ def run_rewind(args: argparse.Namespace) -> int:
         print("dry run: nothing committed")
         return 0
     return 0 if all(change.applied for change in changes) else 1
+
+
+def run_backfill(args: argparse.Namespace) -> int:
+    from services.common.http import FetchSettings
+    from services.replay import backfill
+
+    settings = app.ReplaySettings()
+    poller = backfill.PollerStateSettings()
+    try:
+        outcome = asyncio.run(
+            backfill.backfill_feed(
+                settings.kafka,
+                settings.topics,
+                FetchSettings(),
+                args.url,
+                state_topic=poller.state_topic,
+                seen_bound=poller.seen_entries_per_feed,
+                max_pages=args.max_pages,
+                dry_run=args.dry_run,
+            )
+        )
+    except WirewatchError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    history = outcome.history
+    for url, fresh in history.pages:
+        print(f"  read {url}: {fresh} entries not on an earlier page")
+    for url, reason in history.failures:
+        print(f"  could not read {url}: {reason}", file=sys.stderr)
+    if history.truncated:
+        print(f"  stopped after {args.max_pages} documents (--max-pages)", file=sys.stderr)
+    total = len(history.entries)
+    if args.dry_run:
+        print(
+            f"{total} entries in {len(history.pages)} documents; "
+            f"{outcome.already_seen} already seen (poller state); dry run: nothing sent"
+        )
+        return 0
+    print(
+        f"sent {outcome.emitted} entries to {settings.topics.entries} "
+        f"({outcome.already_seen} already seen (poller state), "
+        f"{outcome.dead_lettered} without a link sent to {settings.topics.entries}.dlq)"
+        + ("; poller state written" if outcome.state_written else "")
+    )
+    return 0 if not history.failures else 1
