@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 from typing import Any
 
 import faust
@@ -34,6 +37,14 @@ def _ssl_context(kafka: KafkaSettings) -> Any:
     return create_ssl_context(cafile=kafka.ssl_cafile)
 
 
+def faust_data_root() -> str:
+    root = os.environ.get("WIREWATCH_FAUST_DATADIR") or os.path.join(
+        tempfile.gettempdir(), "wirewatch-faust"
+    )
+    os.makedirs(root, exist_ok=True)
+    return root
+
+
 def make_faust_app(
     app_id: str,
     kafka: KafkaSettings,
@@ -44,7 +55,9 @@ def make_faust_app(
 ) -> faust.App:
     """A Faust app on ``kafka``; session/heartbeat are short because Tansu delays JoinGroup.
 
-    Faust's own web server is off: each service serves /metrics and probes itself.
+    Faust's own web server is off: each service serves /metrics and probes itself. The
+    logging handlers configure_logging() installed (JSON lines) are kept; left alone, the Faust
+    worker replaces them with its own text format.
     """
     options: dict[str, Any] = {
         "broker": faust_broker_url(kafka),
@@ -59,6 +72,12 @@ def make_faust_app(
         "web_enabled": False,
         "processing_guarantee": "at_least_once",
         "stream_wait_empty": False,
+        # Faust writes a data directory even for memory stores; keep it out of the working tree.
+        "datadir": os.path.join(faust_data_root(), "{conf.name}-data"),
     }
+    root_handlers = list(logging.getLogger().handlers)
+    if root_handlers:
+        options["loghandlers"] = root_handlers
+        options["logging_config"] = {"version": 1, "disable_existing_loggers": False}
     options.update(overrides)
     return faust.App(app_id, **options)

@@ -32,7 +32,6 @@ async def test_faust_worker_consumes_within_ten_seconds_of_starting(
         timeout=120,
         check=False,
     )
-    # Faust's worker redirects print() into its log, on stderr.
     output = result.stdout.decode() + result.stderr.decode()
     assert "READY" in output, output[-3000:]
     seconds = float(output.split("READY", 1)[1].split()[0])

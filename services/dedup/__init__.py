@@ -1,0 +1,1 @@
+"""Dedup: copies and rewrites of one story, in a stream, with recoverable state."""
