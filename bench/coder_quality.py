@@ -1,0 +1,179 @@
+"""Event-coding quality on the evaluation sets, beside a keyword baseline measured in the same run.
+
+- ``petr2_gsr_validation.jsonl``: micro P/R/F1 for (source, target, code) and (source, target,
+  root code), false positives on the no-event records. Actors are compared by country (the first
+  three characters of the CAMEO actor code; IGOs by their first six, e.g. IGOEUR), because the
+  gold mixes "USA" and "USAGOV" for the same kind of actor.
+- ``cameo_manual_examples.jsonl``: root-code accuracy of the sentence's main action.
+
+Each figure is printed for wirewatch's coder with every CAMEO root it knows, for the service's
+default (diplomatic) scope, and for the baseline: the first two actors named in the sentence and
+the code of the first lexicon verb that appears, with no parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from datetime import date
+from typing import Any
+
+from bench.evaldata import eval_dir
+from services.coder.actors import DocActors
+from services.coder.coding import Coder, load_pipeline
+
+ALL_ROOTS = frozenset(f"{i:02d}" for i in range(1, 21))
+
+
+def actor_norm(code: str | None) -> str:
+    code = code or "---"
+    return code[:6] if code.startswith("IGO") else code[:3]
+
+
+def load(name: str) -> list[dict[str, Any]]:
+    path = eval_dir() / "events" / "normalized" / name
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def record_date(record: dict[str, Any]) -> date:
+    """The record's date; the GSR gives some as YYMMDD."""
+    value = str(record.get("date") or "")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        pass
+    if len(value) == 6 and value.isdigit():
+        return date(2000 + int(value[:2]), int(value[2:4]), int(value[4:]))
+    return date(2008, 8, 6)
+
+
+def coder_predict(coder: Coder, record: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (actor_norm(m.source.cameo_code), actor_norm(m.target.cameo_code), m.action.cameo_code)
+        for m in coder.code_sentence(record["sentence"], record_date(record))
+    }
+
+
+def baseline_predict(coder: Coder, record: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """First two distinct actors in order, code of the first lexicon word: no syntax at all."""
+    doc = coder.splitter(record["sentence"])
+    matches = DocActors(doc, coder.actors, on=record_date(record))
+    actors: list[str] = []
+    for match in matches.matches:
+        entry = match.entries[0]
+        code = actor_norm(entry.code or entry.country)
+        if code not in actors:
+            actors.append(code)
+    code_found = baseline_code(coder, record["sentence"])
+    if len(actors) < 2 or code_found is None:
+        return set()
+    return {(actors[0], actors[1], code_found)}
+
+
+def baseline_code(coder: Coder, sentence: str) -> str | None:
+    words = sentence.lower().split()
+    for word in words:
+        for lemma, entry in coder.lexicon.verbs.items():
+            if " " not in lemma and word.startswith(lemma[: max(4, len(lemma) - 1)]):
+                return entry.code
+    return None
+
+
+def score(
+    records: list[dict[str, Any]], predict: Any, *, root: bool
+) -> tuple[float, float, float, int, Counter[str]]:
+    tp = fp = fn = 0
+    false_on_no_event = 0
+    errors: Counter[str] = Counter()
+    for record in records:
+        gold = {
+            (actor_norm(e["source_actor"]), actor_norm(e["target_actor"]), e["cameo_code"])
+            for e in record["expected"]
+        }
+        predicted = predict(record)
+        if root:
+            gold = {(s, t, c[:2]) for s, t, c in gold}
+            predicted = {(s, t, c[:2]) for s, t, c in predicted}
+        hits = gold & predicted
+        tp += len(hits)
+        fp += len(predicted - gold)
+        fn += len(gold - predicted)
+        if record.get("no_event"):
+            false_on_no_event += len(predicted)
+        for s, t, c in gold - predicted:
+            if not predicted:
+                errors["missed: nothing coded"] += 1
+            elif any((ps, pt) == (s, t) for ps, pt, _ in predicted):
+                errors["missed: right actors, wrong code"] += 1
+            elif any(pc == c for _, _, pc in predicted):
+                errors["missed: right code, wrong actors"] += 1
+            else:
+                errors["missed: other"] += 1
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1, false_on_no_event, errors
+
+
+def manual_accuracy(coder: Coder, records: list[dict[str, Any]], *, baseline: bool) -> float:
+    right = 0
+    for record in records:
+        gold = record["expected"][0]["cameo_code"][:2]
+        if baseline:
+            code = baseline_code(coder, record["sentence"])
+        else:
+            action = coder.code_action(record["sentence"])
+            code = action.cameo_code if action else None
+        right += code is not None and code[:2] == gold
+    return right / len(records)
+
+
+def main() -> int:
+    started = time.perf_counter()
+    nlp = load_pipeline()
+    full = Coder(nlp, scope_roots=ALL_ROOTS)
+    scoped = Coder(nlp)
+    validation = load("petr2_gsr_validation.jsonl")
+    manual = load("cameo_manual_examples.jsonl")
+    print(
+        f"petr2_gsr_validation: {len(validation)} sentences, "
+        f"{sum(len(r['expected']) for r in validation)} events, "
+        f"{sum(1 for r in validation if r['no_event'])} no-event records"
+    )
+    runs = [
+        ("wirewatch (all roots)", lambda r: coder_predict(full, r)),
+        ("wirewatch (service scope)", lambda r: coder_predict(scoped, r)),
+        ("baseline (keywords)", lambda r: baseline_predict(full, r)),
+    ]
+    results: dict[str, dict[str, float]] = {}
+    for name, predict in runs:
+        for level in ("code", "root"):
+            p, r, f, fp_none, errors = score(validation, predict, root=level == "root")
+            results.setdefault(name, {})[level] = f
+            print(
+                f"  {name:28s} {level:4s}  P {p:.3f}  R {r:.3f}  F1 {f:.3f}  "
+                f"false positives on no-event records {fp_none}"
+            )
+            if level == "root" and name.startswith("wirewatch (all"):
+                print("    error classes (root level):", dict(errors.most_common()))
+    ours = results["wirewatch (all roots)"]["root"]
+    base = results["baseline (keywords)"]["root"]
+    print(
+        f"  root F1 ratio wirewatch/baseline: {ours / base if base else float('inf'):.2f} "
+        f"(target F1 >= 0.70)"
+    )
+    acc = manual_accuracy(full, manual, baseline=False)
+    base_acc = manual_accuracy(full, manual, baseline=True)
+    print(f"cameo_manual_examples: {len(manual)} sentences")
+    print(
+        f"  wirewatch root accuracy {acc:.3f}  baseline {base_acc:.3f}  "
+        f"ratio {acc / base_acc if base_acc else float('inf'):.2f} (target >= 0.60)"
+    )
+    print(f"({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""``python -m services.coder``: the coder service (a Faust worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from services.coder.app import SERVICE, create_app
+from services.coder.settings import CoderSettings
+from services.common.logging import configure_logging
+from services.common.metrics import HealthServer, ServiceMetrics
+from services.common.topics import ensure_topics, pipeline_topics
+
+
+def main() -> int:
+    settings = CoderSettings()
+    configure_logging(settings.log_level)
+    (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
+    asyncio.run(ensure_topics(settings.kafka, pipeline_topics(settings.topics)))
+    metrics = ServiceMetrics(SERVICE)
+    health = HealthServer(
+        host=settings.metrics_host,
+        port=settings.metrics_port,
+        is_ready=lambda: metrics.ready._value.get() == 1,
+    )
+    service = create_app(settings, metrics, health)
+    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower(), "--without-web"]
+    service.app.main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""Actors as data: countries (pycountry plus actors/countries.yaml), people, IGOs and role nouns.
+
+The dictionaries are YAML files under ``actors/``; this module only loads them and turns the
+noun phrase a parser points at into an :class:`Actor` (country, role, CAMEO actor code).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pycountry
+import yaml
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc, Span, Token
+from spacy.vocab import Vocab
+
+from services.common.errors import WirewatchError
+
+logger = logging.getLogger(__name__)
+
+ACTORS_DIR = Path(__file__).parent / "actors"
+
+# Kinds of dictionary entries, strongest first when several fall in one noun phrase.
+PERSON, IGO, METONYM, COUNTRY = "person", "igo", "metonym", "country"
+KIND_RANK = {PERSON: 0, IGO: 1, METONYM: 2, COUNTRY: 3}
+# Roles that make an actor even when no country is named ("insurgents bombarded ...").
+COUNTRYLESS_ROLES = frozenset({"REB"})
+
+
+class ActorDataError(WirewatchError):
+    """An actor dictionary is malformed."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A coded actor; ``key`` is what identifies it for aggregation (country or IGO)."""
+
+    name: str
+    country: str | None
+    role: str
+    cameo_code: str
+    entity: str | None = None
+    is_person: bool = False
+
+    @property
+    def key(self) -> str:
+        if self.role == "IGO":
+            return self.cameo_code
+        return self.country or f"---{self.role}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "country": self.country,
+            "role": self.role,
+            "cameo_code": self.cameo_code,
+            "entity": self.entity,
+        }
+
+
+@dataclass(frozen=True)
+class Term:
+    """A period in office; ``end`` None means current."""
+
+    start: date
+    end: date | None
+
+    def covers(self, day: date) -> bool:
+        return self.start <= day and (self.end is None or day < self.end)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One dictionary entry a surface form points to."""
+
+    kind: str
+    country: str | None
+    role: str | None
+    entity: str | None = None
+    code: str | None = None
+    terms: tuple[Term, ...] = ()
+
+
+def _load(name: str) -> dict[str, Any]:
+    path = ACTORS_DIR / name
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ActorDataError(f"{path}: expected a mapping")
+    return data
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+class ActorDictionary:
+    """Surface forms -> entries, and role nouns -> CAMEO role codes, matched on spaCy docs."""
+
+    def __init__(self, vocab: Vocab) -> None:
+        self.forms: dict[str, list[Entry]] = {}
+        self.roles: dict[str, str] = {}
+        self._add_countries()
+        self._add_people()
+        self._add_igos()
+        for role, words in _load("roles.yaml")["roles"].items():
+            for word in words:
+                self.roles.setdefault(str(word).lower(), str(role))
+        self.names = PhraseMatcher(vocab, attr="ORTH")
+        self.role_words = PhraseMatcher(vocab, attr="LOWER")
+
+    def compile(self, make_doc: Any) -> None:
+        """Build the matchers with the pipeline's own tokenizer (so "U.S." splits the same)."""
+        for form in self.forms:
+            self.names.add(form, [make_doc(form)])
+        for word in self.roles:
+            self.role_words.add(word, [make_doc(word)])
+
+    def _add(self, form: str, entry: Entry) -> None:
+        form = form.strip()
+        if form:
+            self.forms.setdefault(form, []).append(entry)
+
+    def _add_countries(self) -> None:
+        extra = _load("countries.yaml")["countries"]
+        for country in pycountry.countries:
+            alpha3 = country.alpha_3
+            names = {country.name, getattr(country, "common_name", country.name)}
+            for name in names:
+                self._add(name, Entry(COUNTRY, alpha3, None))
+        for alpha3, data in extra.items():
+            for name in data.get("names", []):
+                self._add(name, Entry(COUNTRY, alpha3, None))
+            for name in data.get("demonyms", []):
+                self._add(name, Entry(COUNTRY, alpha3, None))
+            for name in data.get("capitals", []):
+                self._add(name, Entry(METONYM, alpha3, "GOV"))
+            for name, role in (data.get("metonyms") or {}).items():
+                self._add(name, Entry(METONYM, alpha3, str(role)))
+                self._add(f"the {name}", Entry(METONYM, alpha3, str(role)))
+
+    def _add_people(self) -> None:
+        for person in _load("people.yaml")["people"]:
+            terms = tuple(
+                Term(_as_date(t["from"]), _as_date(t["to"]) if t.get("to") else None)
+                for t in person.get("terms", [])
+            )
+            entry = Entry(
+                PERSON,
+                person.get("country"),
+                person.get("role", "GOV"),
+                entity=person["entity"],
+                code=person.get("code"),
+                terms=terms,
+            )
+            for name in person["names"]:
+                self._add(name, entry)
+
+    def _add_igos(self) -> None:
+        for igo in _load("igos.yaml")["igos"]:
+            entry = Entry(IGO, None, "IGO", entity=igo["entity"], code=igo["code"])
+            for name in igo["names"]:
+                self._add(name, entry)
+                self._add(f"the {name}", entry)
+
+    def country_of(self, text: str) -> str | None:
+        """The country a place name stands for, if the dictionaries know it."""
+        for entry in self.forms.get(text, []):
+            if entry.country:
+                return entry.country
+        return None
+
+
+@dataclass(frozen=True)
+class Match:
+    start: int
+    end: int
+    entries: tuple[Entry, ...]
+
+
+class DocActors:
+    """The dictionary matches of one parsed document, and actor resolution over them."""
+
+    def __init__(self, doc: Doc, dictionary: ActorDictionary, *, on: date) -> None:
+        self.doc = doc
+        self.dictionary = dictionary
+        self.on = on
+        strings = doc.vocab.strings
+        spans = [
+            Match(start, end, tuple(dictionary.forms[strings[match_id]]))
+            for match_id, start, end in dictionary.names(doc)
+        ]
+        self.matches = _longest(spans)
+        self.role_at: dict[int, str] = {}
+        for match_id, start, end in sorted(dictionary.role_words(doc), key=lambda m: m[1] - m[2]):
+            role = dictionary.roles[strings[match_id]]
+            for i in range(start, end):
+                self.role_at.setdefault(i, role)
+
+    @cached_property
+    def token_match(self) -> dict[int, Match]:
+        return {i: m for m in self.matches for i in range(m.start, m.end)}
+
+    def country_at(self, index: int) -> str | None:
+        """The country a country name, demonym or capital at token ``index`` stands for."""
+        match = self.token_match.get(index)
+        if match is None:
+            return None
+        entry = match.entries[0]
+        return entry.country if entry.kind in (COUNTRY, METONYM) else None
+
+    def count_in(self, span: Span) -> int:
+        return sum(1 for m in self.matches if span.start <= m.start < span.end)
+
+    def actor_of(self, head: Token) -> Actor | None:
+        """The actor the noun phrase headed by ``head`` names, or None."""
+        tokens = _phrase_tokens(head)
+        found = [m for m in self.matches if all(i in tokens for i in range(m.start, m.end))]
+        role = self._role(head, tokens)
+        if not found and role is not None:
+            # "a court in Guyana": a bare role takes its country from where it sits.
+            tokens = _phrase_tokens(head, preps=_PLACE_PREPS)
+            found = [m for m in self.matches if all(i in tokens for i in range(m.start, m.end))]
+        if not found:
+            if role in COUNTRYLESS_ROLES:
+                return Actor(head.text, None, role, f"---{role}")
+            return None
+        best = min(found, key=lambda m: (KIND_RANK[m.entries[0].kind], abs(m.end - 1 - head.i)))
+        entry = best.entries[0]
+        surface = self.doc[best.start : best.end].text
+        if entry.kind == PERSON:
+            active = not entry.terms or any(t.covers(self.on) for t in entry.terms)
+            person_role = (entry.role or "GOV") if active else "ELI"
+            code = entry.code or f"{entry.country or '---'}{person_role}"
+            if entry.kind == PERSON and entry.role == "IGO":
+                person_role = "IGO"
+            return Actor(surface, entry.country, person_role, code, entry.entity, is_person=True)
+        if entry.kind == IGO:
+            return Actor(surface, None, "IGO", entry.code or "IGO", entry.entity)
+        country = entry.country
+        if entry.kind == METONYM and role is None:
+            role = entry.role
+        name = self.doc[min(best.start, head.i) : max(best.end, head.i + 1)].text
+        if role is None:
+            return Actor(name, country, "GOV", country or "---")
+        return Actor(name, country, role, f"{country or '---'}{role}")
+
+    def _role(self, head: Token, tokens: set[int]) -> str | None:
+        if head.i in self.role_at:
+            return self.role_at[head.i]
+        candidates = sorted((i for i in tokens if i in self.role_at), key=lambda i: abs(i - head.i))
+        return self.role_at[candidates[0]] if candidates else None
+
+
+def _longest(matches: list[Match]) -> list[Match]:
+    """Keep the longest of overlapping matches ("South Korea" over "Korea")."""
+    kept: list[Match] = []
+    taken: set[int] = set()
+    for m in sorted(matches, key=lambda m: (m.start - m.end, m.start)):
+        if any(i in taken for i in range(m.start, m.end)):
+            continue
+        kept.append(m)
+        taken.update(range(m.start, m.end))
+    return sorted(kept, key=lambda m: m.start)
+
+
+# Dependents that leave the noun phrase's own reference: "the envoy *who met Putin*",
+# "officials *in Moscow*", "Trump *and Putin*" (conjuncts are actors of their own).
+_CUT_DEPS = frozenset({"relcl", "acl", "conj", "cc", "advcl", "ccomp", "punct"})
+_KEPT_PREPS = frozenset({"of", "for"})
+_PLACE_PREPS = frozenset({"of", "for", "in"})
+
+
+def _phrase_tokens(head: Token, preps: frozenset[str] = _KEPT_PREPS) -> set[int]:
+    kept: set[int] = {head.i}
+    stack = [head]
+    while stack:
+        token = stack.pop()
+        for child in token.children:
+            if child.dep_ in _CUT_DEPS:
+                continue
+            if child.dep_ == "prep" and child.lower_ not in preps:
+                continue
+            kept.add(child.i)
+            stack.append(child)
+    return kept

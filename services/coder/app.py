@@ -1,0 +1,286 @@
+"""The coder service: ``articles.deduplicated`` in, ``events.diplomatic`` (compacted) out.
+
+Two agents, because the aggregation key is only known after coding:
+
+1. ``code`` reads ``dedup_result.v1`` messages (the article is embedded), codes the article
+   (spaCy, in a worker thread) and sends each mention to ``<app_id>-mentions`` keyed by the
+   event's identity key (actors and action family). Invalid messages go to
+   ``articles.deduplicated.dlq`` with the reason.
+2. ``aggregate`` reads mentions, co-partitioned with the ``<app_id>-events`` table (events by
+   identity key, changelog-backed), folds each into its event and emits the event keyed by
+   ``event_id``.
+
+At-least-once: a redelivered article finds its id already in the event and changes nothing;
+``event_id`` is deterministic, so retries and replays overwrite rather than duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from prometheus_client import Counter, Histogram
+
+from services.coder import CODER_VERSION
+from services.coder.aggregate import ArticleRef, identity_key
+from services.coder.coding import (
+    ALL_ROOTS,
+    Coder,
+    load_pipeline,
+    mention_from_dict,
+    mention_to_dict,
+)
+from services.coder.core import (
+    ArticleInputError,
+    EventStore,
+    article_from_mapping,
+    article_mentions,
+    parse_timestamp,
+)
+from services.coder.settings import CoderSettings
+from services.common import schemas
+from services.common.faust_app import make_faust_app
+from services.common.kafka import (
+    FIRST_SEEN_HEADER,
+    DeadLetter,
+    DeadLetterSender,
+    ValidatingProducer,
+    decode_value,
+    header_value,
+    make_producer,
+    propagate_headers,
+)
+from services.common.metrics import END_TO_END_LATENCY, HealthServer, ServiceMetrics
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "coder"
+LAG_INTERVAL_SECONDS = 5.0
+
+EVENTS_EMITTED = Counter(
+    "wirewatch_coder_events_total",
+    "Diplomatic events emitted, new or updated",
+    ["cameo_root", "kind"],
+)
+ARTICLES_CODED = Counter("wirewatch_coder_articles_coded_total", "Articles coded")
+CODING_DURATION = Histogram(
+    "wirewatch_coder_coding_duration_seconds",
+    "Time to code one article (NLP and dictionaries)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+)
+
+
+@dataclass
+class CoderService:
+    """The Faust app, its agents' dependencies and the producer they share."""
+
+    settings: CoderSettings
+    metrics: ServiceMetrics
+    app: faust.App = field(init=False)
+    coder: Coder | None = None
+    producer: ValidatingProducer | None = None
+    dead_letters: DeadLetterSender | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def started_producer(self) -> ValidatingProducer:
+        """The validating producer, started on first use (inside the worker's loop)."""
+        async with self._lock:
+            if self.producer is None:
+                raw = make_producer(self.settings.kafka)
+                await raw.start()
+                self.producer = ValidatingProducer(raw, service=SERVICE)
+                self.dead_letters = DeadLetterSender(self.producer, service=SERVICE)
+            return self.producer
+
+    async def stop_producer(self) -> None:
+        if self.producer is not None:
+            await self.producer.producer.stop()
+            self.producer = None
+
+    async def dead_letter_sender(self) -> DeadLetterSender:
+        producer = await self.started_producer()
+        if self.dead_letters is None:
+            self.dead_letters = DeadLetterSender(producer, service=SERVICE)
+        return self.dead_letters
+
+    def loaded_coder(self) -> Coder:
+        if self.coder is None:
+            scope = ALL_ROOTS if self.settings.scope == "all" else None
+            self.coder = Coder(load_pipeline(), scope_roots=scope)
+        return self.coder
+
+
+def create_app(
+    settings: CoderSettings, metrics: ServiceMetrics, health: HealthServer | None = None
+) -> CoderService:
+    """Build the Faust app with its topics, table and agents; ``health`` starts with it."""
+    service = CoderService(settings=settings, metrics=metrics)
+    app = make_faust_app(
+        settings.app_id,
+        settings.kafka,
+        store=settings.store,
+        partitions=settings.partitions,
+        datadir=str(settings.data_dir / settings.app_id),
+    )
+    service.app = app
+    topics = settings.topics
+    articles_topic = app.topic(topics.deduplicated, value_serializer="raw", key_serializer="raw")
+    mentions_topic = app.topic(
+        f"{settings.app_id}-mentions",
+        value_serializer="json",
+        key_serializer="raw",
+        partitions=settings.partitions,
+        internal=True,
+    )
+    table = app.Table(f"{settings.app_id}-events", default=None, partitions=settings.partitions)
+
+    @app.agent(articles_topic)
+    async def code(stream: Any) -> None:
+        async for event in stream.events():
+            await _code_one(service, event, mentions_topic)
+
+    @app.agent(mentions_topic)
+    async def aggregate(stream: Any) -> None:
+        store = EventStore(table, coder_version=CODER_VERSION)
+        async for event in stream.events():
+            await _aggregate_one(service, store, event)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def warm_up() -> None:
+        """Load the NLP pipeline before the first article, not while a partition waits."""
+        if health is not None:
+            await health.start()
+        await asyncio.to_thread(service.loaded_coder)
+        await service.started_producer()
+        metrics.ready.set(1)
+        logger.info("coder ready (scope %s, version %s)", settings.scope, CODER_VERSION)
+
+    @app.timer(interval=LAG_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
+    async def report_lag() -> None:
+        """Consumer lag on the input topic: end offset minus the consumer's position."""
+        consumer = app.consumer
+        assigned = [tp for tp in consumer.assignment() if tp.topic == topics.deduplicated]
+        if not assigned:
+            return
+        try:
+            ends = await consumer.highwaters(*assigned)
+            for tp in assigned:
+                position = await consumer.position(tp)
+                if position is not None and tp in ends:
+                    metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                        max(0, ends[tp] - position)
+                    )
+        except Exception as exc:  # noqa: BLE001 - metrics must never stop the worker
+            logger.debug("consumer lag unavailable: %s", exc)
+
+    @app.service
+    class ProducerCloser(faust.Service):
+        async def on_stop(self) -> None:
+            await service.stop_producer()
+            if health is not None:
+                await health.stop()
+
+    return service
+
+
+def _headers(event: Any) -> list[tuple[str, bytes]]:
+    raw = event.headers or {}
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
+
+
+async def _code_one(service: CoderService, event: Any, mentions_topic: Any) -> None:
+    settings = service.settings
+    topic = settings.topics.deduplicated
+    metrics = service.metrics
+    metrics.messages_in.labels(topic=topic).inc()
+    message = event.message
+    headers = _headers(event)
+    decoded = decode_value(event.value, schemas.DEDUP_RESULT)
+    if isinstance(decoded, dict):
+        try:
+            article = article_from_mapping(decoded["article"], story_id=decoded.get("story_id"))
+        except ArticleInputError as exc:
+            decoded = DeadLetter("invalid_article", str(exc))
+    if isinstance(decoded, DeadLetter):
+        sender = await service.dead_letter_sender()
+        future = await sender.send(
+            topic,
+            decoded,
+            original=event.value,
+            key=message.key,
+            partition=message.partition,
+            offset=message.offset,
+            headers=headers,
+        )
+        await future
+        metrics.dead_letters.labels(topic=topic, reason=decoded.reason).inc()
+        return
+    coder = service.loaded_coder()
+    started = time.perf_counter()
+    mentions = await asyncio.to_thread(article_mentions, coder, article)
+    CODING_DURATION.observe(time.perf_counter() - started)
+    ARTICLES_CODED.inc()
+    first_seen = header_value(headers, FIRST_SEEN_HEADER)
+    ref = article.ref
+    for mention in mentions:
+        await mentions_topic.send(
+            key=identity_key(mention).encode(),
+            value={
+                "mention": mention_to_dict(mention),
+                "article": {
+                    "article_id": ref.article_id,
+                    "url": ref.url,
+                    "source": ref.source,
+                    "first_seen": ref.first_seen,
+                    "story_id": ref.story_id,
+                },
+                "first_seen_epoch": first_seen.decode() if first_seen else None,
+            },
+            headers=propagate_headers(headers),
+        )
+
+
+async def _aggregate_one(service: CoderService, store: EventStore, event: Any) -> None:
+    value = event.value
+    mention = mention_from_dict(value["mention"])
+    article = ArticleRef(**value["article"])
+    update, commit = store.prepare(mention, article)
+    if update is None:
+        return
+    producer = await service.started_producer()
+    events_topic = service.settings.topics.events
+    headers = propagate_headers(_headers(event))
+    future = await producer.send(
+        events_topic, update.event, key=update.event["event_id"], headers=headers
+    )
+    await future
+    if update.replaces is not None:
+        # The event's id moved to an earlier anchor date: delete the old key (compaction).
+        tombstone = await producer.producer.send(
+            events_topic, None, key=update.replaces.encode(), headers=list(headers)
+        )
+        await tombstone
+    commit()
+    service.metrics.messages_out.labels(topic=events_topic).inc()
+    EVENTS_EMITTED.labels(cameo_root=mention.action.root, kind=update.kind).inc()
+    first_seen = _first_seen_epoch(value.get("first_seen_epoch"), article.first_seen)
+    if first_seen is not None:
+        END_TO_END_LATENCY.observe(max(0.0, time.time() - first_seen))
+
+
+def _first_seen_epoch(header: str | None, fallback: str) -> float | None:
+    """The feed entry's first-seen time: the header, else the article's ``first_seen``."""
+    if header:
+        try:
+            return float(header)
+        except ValueError:
+            logger.debug("unparsable %s header %r", FIRST_SEEN_HEADER, header)
+    moment = parse_timestamp(fallback)
+    if moment is None or moment.year < 2000:
+        return None
+    return moment.timestamp()

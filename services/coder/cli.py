@@ -1,0 +1,64 @@
+"""``wirewatch coder`` (the service) and ``wirewatch code ARTICLES.jsonl`` (offline, same core)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from services.coder import CODER_VERSION
+
+
+def register(subparsers: Any) -> None:
+    service = subparsers.add_parser("coder", help="run the diplomatic event coder service")
+    service.set_defaults(handler=run_service)
+
+    code = subparsers.add_parser(
+        "code", help="code articles (JSONL) into aggregated diplomatic events (JSONL)"
+    )
+    code.add_argument(
+        "articles", type=Path, help="JSONL, one {id, url, title, text, source, published} a line"
+    )
+    code.add_argument(
+        "--scope",
+        choices=("diplomatic", "all"),
+        default="diplomatic",
+        help="CAMEO roots to emit (default: the diplomatic and political families)",
+    )
+    code.set_defaults(handler=run_code)
+
+
+def run_service(args: argparse.Namespace) -> int:
+    from services.coder.__main__ import main
+
+    return main()
+
+
+def run_code(args: argparse.Namespace) -> int:
+    from services.coder.coding import ALL_ROOTS, default_coder
+    from services.coder.core import ArticleInputError, code_articles
+
+    articles: list[dict[str, Any]] = []
+    for number, line in enumerate(args.articles.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            print(f"{args.articles}:{number}: not JSON ({exc}); skipped", file=sys.stderr)
+            continue
+        if not isinstance(item, dict) or not item.get("text") or not item.get("id"):
+            print(f"{args.articles}:{number}: needs 'id' and 'text'; skipped", file=sys.stderr)
+            continue
+        articles.append(item)
+    coder = default_coder(ALL_ROOTS if args.scope == "all" else None)
+    try:
+        events = code_articles(articles, coder_version=CODER_VERSION, coder=coder)
+    except ArticleInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for event in events:
+        print(json.dumps(event, ensure_ascii=False))
+    return 0

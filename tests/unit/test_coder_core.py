@@ -1,0 +1,151 @@
+"""The coder's pure core: dates, sentence coding, and aggregation of the five seed articles."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from services.coder.aggregate import ArticleRef, merge_mention
+from services.coder.coding import ALL_ROOTS, Coder, default_coder, load_pipeline
+from services.coder.core import ArticleInputError, article_from_mapping, code_articles
+from services.coder.dates import resolve_date
+from services.common import schemas
+
+SEEDS = Path(__file__).resolve().parents[2] / "services" / "demo" / "seeds"
+MONDAY = date(2025, 3, 17)
+
+
+def seed_articles() -> list[dict[str, str]]:
+    return [
+        {
+            "id": path.stem.split("_")[1],
+            "url": f"http://127.0.0.1:8008/articles/{n}.html",
+            "title": "",
+            "text": path.read_text(encoding="utf-8"),
+            "source": f"outlet-{n}",
+            "published": "2025-03-17",
+        }
+        for n, path in enumerate(sorted(SEEDS.glob("0*.txt")))
+    ]
+
+
+def test_weekday_resolves_forward_for_plans_and_backward_for_past_actions() -> None:
+    assert resolve_date(["on", "Tuesday"], MONDAY, forward=True) == date(2025, 3, 18)
+    assert resolve_date(["on", "Sunday"], MONDAY, forward=False) == date(2025, 3, 16)
+    assert resolve_date(["last", "week"], MONDAY, forward=False) == date(2025, 3, 10)
+    assert resolve_date(["tomorrow"], MONDAY, forward=False) == date(2025, 3, 18)
+    assert resolve_date(["June", "28", ",", "2019"], MONDAY, forward=False) == date(2019, 6, 28)
+
+
+def test_announced_call_is_coded_as_intent_to_meet_with_planned_date() -> None:
+    coder = default_coder()
+    mentions = coder.code_sentence(
+        "US President Donald Trump said early Monday that he will speak with Russian "
+        "President Vladimir Putin on Tuesday.",
+        MONDAY,
+    )
+    assert [(m.source.cameo_code, m.target.cameo_code, m.action.cameo_code) for m in mentions] == [
+        ("USAGOV", "RUSGOV", "036")
+    ]
+    assert mentions[0].planned_date == date(2025, 3, 18)
+    assert mentions[0].event_date == MONDAY
+
+
+def test_compound_subject_gives_one_event_per_pair() -> None:
+    coder = Coder(load_pipeline(), scope_roots=ALL_ROOTS)
+    mentions = coder.code_sentence("Britain and France condemned Russia on Monday.", MONDAY)
+    pairs = {(m.source.country, m.target.country, m.action.root) for m in mentions}
+    assert pairs == {("GBR", "RUS", "11"), ("FRA", "RUS", "11")}
+
+
+def test_five_seed_articles_yield_one_call_event_with_five_articles_and_sources() -> None:
+    events = code_articles(seed_articles(), coder_version="test")
+    calls = [
+        e
+        for e in events
+        if e["source"]["country"] == "USA"
+        and e["target"]["country"] == "RUS"
+        and e["action"]["cameo_code"][:2] in ("03", "04")
+        and e["planned_date"] == "2025-03-18"
+    ]
+    assert len(calls) == 1
+    call = calls[0]
+    assert call["source"]["role"] == "GOV" and call["target"]["role"] == "GOV"
+    assert call["action"]["cameo_code"] == "036"
+    assert call["num_articles"] == 5 and call["num_sources"] == 5
+    assert {e["article_id"] for e in call["evidence"]} == {a["id"] for a in seed_articles()}
+    for event in events:
+        schemas.validate(schemas.DIPLOMATIC_EVENT, event)
+
+
+def test_same_article_twice_does_not_raise_counts_and_replay_keeps_ids() -> None:
+    articles = seed_articles()
+    once = code_articles(articles, coder_version="test")
+    twice = code_articles(articles + articles, coder_version="test")
+    assert [(e["event_id"], e["num_articles"]) for e in once] == [
+        (e["event_id"], e["num_articles"]) for e in twice
+    ]
+
+
+def test_merging_a_mention_from_an_already_counted_article_changes_nothing() -> None:
+    coder = default_coder()
+    mention = coder.code_sentence("Trump will meet Putin on Tuesday.", MONDAY)[0]
+    ref = ArticleRef("a1", "http://127.0.0.1/a1", "outlet", "2025-03-17T08:00:00.000Z")
+    bucket, first = merge_mention([], mention, ref, coder_version="test")
+    again, second = merge_mention(bucket, mention, ref, coder_version="test")
+    assert first is not None and first.kind == "new"
+    assert second is None and again == bucket
+
+
+def test_article_without_text_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(ArticleInputError, match="non-empty 'text'"):
+        article_from_mapping({"id": "x", "text": "  "})
+
+
+def test_kallas_criticism_and_russian_demands_aggregate_across_seed_articles() -> None:
+    events = code_articles(seed_articles(), coder_version="test")
+    criticism = [
+        e
+        for e in events
+        if e["source"]["cameo_code"] == "IGOEUREEC"
+        and e["target"]["country"] == "RUS"
+        and e["action"]["cameo_code"][:2] == "11"
+    ]
+    assert len(criticism) == 1 and criticism[0]["num_articles"] >= 3
+    assert criticism[0]["source"]["entity"] == "Kaja Kallas"
+    demands = [
+        e
+        for e in events
+        if e["source"]["country"] == "RUS"
+        and e["target"]["country"] == "UKR"
+        and e["action"]["cameo_code"][:2] in ("02", "10")
+    ]
+    assert len(demands) == 1 and demands[0]["num_articles"] >= 2
+
+
+def test_reported_negated_will_of_another_actor_codes_as_criticism() -> None:
+    coder = default_coder()
+    mentions = coder.code_sentence(
+        "Kaja Kallas said on Monday that Moscow does not want peace.", MONDAY
+    )
+    assert [(m.source.cameo_code, m.target.country, m.action.cameo_code) for m in mentions] == [
+        ("IGOEUREEC", "RUS", "111")
+    ]
+
+
+def test_coordinated_country_modifiers_give_one_actor_each() -> None:
+    coder = Coder(load_pipeline(), scope_roots=ALL_ROOTS)
+    mentions = coder.code_sentence("US and British troops attacked Iraq on Monday.", MONDAY)
+    assert {(m.source.cameo_code, m.target.country) for m in mentions} == {
+        ("USAMIL", "IRQ"),
+        ("GBRMIL", "IRQ"),
+    }
+
+
+def test_event_ids_do_not_depend_on_the_order_articles_arrive_in() -> None:
+    articles = seed_articles()
+    forward = {e["event_id"] for e in code_articles(articles, coder_version="test")}
+    backward = {e["event_id"] for e in code_articles(articles[::-1], coder_version="test")}
+    assert forward == backward
