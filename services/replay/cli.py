@@ -80,6 +80,30 @@ def register(subparsers: Any) -> None:
     rewind.add_argument("--dry-run", action="store_true", help="print the offsets only")
     rewind.set_defaults(handler=run_rewind)
 
+    recode = actions.add_parser(
+        "recode",
+        help="run the coder over a retained range of articles and emit the events again",
+        description=(
+            "Code the articles of a range of --topic (dedup_result.v1 or article.v1) with this "
+            "coder version and send the events to --into, keyed by their deterministic event_id."
+        ),
+    )
+    recode.add_argument(
+        "--topic", default=None, help="articles topic (default: WIREWATCH_TOPIC_DEDUPLICATED)"
+    )
+    recode.add_argument(
+        "--into", default=None, help="events topic (default: WIREWATCH_TOPIC_EVENTS)"
+    )
+    recode_start = recode.add_mutually_exclusive_group()
+    recode_start.add_argument("--since", help="first article time, ISO 8601 (inclusive)")
+    recode_start.add_argument("--from-offsets", help="start offsets, e.g. 0:120,1:80")
+    recode_stop = recode.add_mutually_exclusive_group()
+    recode_stop.add_argument("--until", help="end time, ISO 8601 (exclusive)")
+    recode_stop.add_argument("--to-offsets", help="end offsets (exclusive)")
+    recode.add_argument("--coder-version", default=None, help="stamped on the events")
+    recode.add_argument("--dry-run", action="store_true", help="list the events, send nothing")
+    recode.set_defaults(handler=run_recode)
+
     backfill = actions.add_parser(
         "backfill-feed",
         help="send a feed's whole history (RFC 5005 archives or pages) to feeds.entries",
@@ -183,6 +207,44 @@ def run_rewind(args: argparse.Namespace) -> int:
         print("dry run: nothing committed")
         return 0
     return 0 if all(change.applied for change in changes) else 1
+
+
+def run_recode(args: argparse.Namespace) -> int:
+    # The coder (spaCy and its dictionaries) loads only for this command.
+    from services.coder import CODER_VERSION
+    from services.replay import recode
+
+    settings = app.ReplaySettings()
+    args.topic = args.topic or settings.topics.deduplicated
+    args.into = args.into or settings.topics.events
+    try:
+        outcome = asyncio.run(
+            recode.recode_range(
+                settings.kafka,
+                _request(args),
+                coder_version=args.coder_version or CODER_VERSION,
+                dry_run=args.dry_run,
+            )
+        )
+    except WirewatchError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    for event in outcome.events:
+        source, target = event["source"]["cameo_code"], event["target"]["cameo_code"]
+        print(
+            f"  {event['event_id']} {event['action']['cameo_code']} {source}->{target} "
+            f"{event['event_date']} articles={event['num_articles']}"
+        )
+    verb = "would send" if args.dry_run else "sent"
+    where = "" if args.dry_run else f", sent to {args.topic}.dlq"
+    print(
+        f"coded {outcome.articles} articles from {args.topic} "
+        f"({outcome.rejected} unusable{where}); {verb} {len(outcome.events)} events "
+        f"to {args.into} (coder {outcome.coder_version})"
+    )
+    if args.dry_run:
+        print("dry run: nothing sent")
+    return 0
 
 
 def run_backfill(args: argparse.Namespace) -> int:
