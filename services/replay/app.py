@@ -107,12 +107,12 @@ async def start_consumer(kafka: KafkaSettings, *topics: str, **options: Any) -> 
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        # Metadata for a topic this client has not asked about yet arrives on the next refresh.
-        await consumer.topics()
-        partitions = consumer.partitions_for_topic(topic)
-    return sorted(partitions or ())
+    """The topic's partitions as the consumer saw them when it started (none: no such topic).
+
+    A consumer learns every topic's metadata when it starts, so a topic created since needs a
+    new consumer.
+    """
+    return sorted(consumer.partitions_for_topic(topic) or ())
 
 
 async def _read_from(
@@ -283,16 +283,18 @@ async def _copied_after(
         await consumer.stop()
 
 
-async def _ensure_target(kafka: KafkaSettings, target: str, partitions: int) -> int:
-    """Create the target like the source (partition count) when missing; its partition count."""
-    await ensure_topics(kafka, [TopicSpec(target, partitions)])
+async def _ensure_target(kafka: KafkaSettings, target: str, *, like: str) -> int:
+    """Create the target with the source's partition count when missing; its partition count."""
     consumer = await start_consumer(kafka, group_id=None)
     try:
-        count = len(await _partitions(consumer, target))
+        existing = await _partitions(consumer, target)
+        source = await _partitions(consumer, like)
     finally:
         await consumer.stop()
-    if not count:
-        raise ReplayError(f"target topic {target} has no partitions")
+    if existing:
+        return len(existing)
+    count = max(1, len(source))
+    await ensure_topics(kafka, [TopicSpec(target, count)])
     return count
 
 
@@ -330,7 +332,7 @@ async def copy_range(
 ) -> CopyOutcome:
     """Copy the plan's ranges, resuming after ``checkpoint`` when given, until done or ``stop``."""
     started = time.monotonic()
-    partitions = await _ensure_target(kafka, plan.target, max(1, len(plan.ranges)))
+    partitions = await _ensure_target(kafka, plan.target, like=plan.source)
     consumer = await start_consumer(kafka, group_id=None)
     # A consumer that holds the target's partitions paused, only to read their end offsets.
     watcher = await start_consumer(kafka, group_id=None)

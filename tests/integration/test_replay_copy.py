@@ -136,6 +136,7 @@ async def test_offset_range_copy_takes_only_the_named_partitions_and_offsets(
     )
     assert result.returncode == 0, result.stderr.decode()
     copied = await read_topic(kafka_settings, target)
+    assert sorted(copied) == [0, 1, 2], "a missing target is created like the source"
     got = sorted(essence(r) for records in copied.values() for r in records)
     want = sorted(essence(r) for r in source[0][3:9] + source[2][5:7])
     assert got == want
