@@ -126,8 +126,27 @@ class SeaweedS3:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, attempts: int = 3) -> None:
+        """Start, retrying with fresh ports when SeaweedFS exits at once.
+
+        The free ports are picked before SeaweedFS binds them, so another process on a busy
+        machine can take one in between; SeaweedFS then exits and a new set is tried.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(timeout)
+                break
+            except BrokerError as exc:
+                if self.process is not None and self.process.poll() is None:
+                    raise
+                if attempt == attempts:
+                    raise
+                logger.warning("SeaweedFS did not start (%s); retrying with new ports", exc)
+                self.port = free_port()
+        self._create_bucket(timeout)
+
+    def _start_once(self, timeout: float) -> None:
         # Every port explicit: SeaweedFS otherwise derives gRPC ports as HTTP port + 10000,
         # which overflows for ephemeral ports.
         master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_grpc = (
@@ -161,7 +180,6 @@ class SeaweedS3:
             start_new_session=True,
         )
         wait_for_port(self.port, timeout=timeout, process=self.process)
-        self._create_bucket(timeout)
 
     def _create_bucket(self, timeout: float) -> None:
         """Create the bucket with an anonymous PUT: with no identities configured SeaweedFS's S3
