@@ -39,7 +39,6 @@ from services.coder.core import (
     EventStore,
     article_from_mapping,
     article_mentions,
-    parse_timestamp,
 )
 from services.coder.settings import CoderSettings
 from services.common import schemas
@@ -55,6 +54,7 @@ from services.common.kafka import (
     propagate_headers,
 )
 from services.common.metrics import END_TO_END_LATENCY, HealthServer, ServiceMetrics
+from services.common.times import parse_timestamp
 
 logger = logging.getLogger(__name__)
 

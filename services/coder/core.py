@@ -23,6 +23,7 @@ from services.coder.aggregate import (
 )
 from services.coder.coding import Coder, Mention, default_coder
 from services.common.errors import WirewatchError
+from services.common.times import parse_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +48,6 @@ class ArticleInput:
     @property
     def ref(self) -> ArticleRef:
         return ArticleRef(self.article_id, self.url, self.source, self.first_seen, self.story_id)
-
-
-def parse_timestamp(value: str | None) -> datetime | None:
-    """An ISO 8601 date or date-time as an aware datetime (UTC when no zone is given)."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _iso(moment: datetime) -> str:

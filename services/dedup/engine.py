@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
 
+from services.common.times import parse_timestamp
 from services.dedup.index import Window, WindowEntry
 from services.dedup.similarity import (
     Fingerprint,
@@ -106,15 +106,8 @@ class PairSignals:
 
 def parse_time(value: str | None) -> float | None:
     """Epoch seconds of an ISO 8601 date or date-time, None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    parsed = parse_timestamp(value)
+    return parsed.timestamp() if parsed is not None else None
 
 
 class Deduplicator:
