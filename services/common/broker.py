@@ -54,17 +54,26 @@ def wait_for_port(port: int, *, timeout: float, process: subprocess.Popen[bytes]
     raise BrokerError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f}s")
 
 
+def _kafka_request(api_key: int, correlation_id: int, payload: bytes = b"") -> bytes:
+    """A version-0 Kafka request frame: header (api key, version, correlation id, client id)."""
+    client_id = b"wirewatch-probe"
+    body = struct.pack(">hhih", api_key, 0, correlation_id, len(client_id)) + client_id + payload
+    return struct.pack(">i", len(body)) + body
+
+
+# ApiVersions (18) proves the listener; Metadata (3) for all topics (v0: an empty topic array)
+# proves the storage behind it, which on S3 can lag the listener after a restart: clients that
+# bootstrap in that gap have their connection closed.
+_READINESS_PROBES = (_kafka_request(18, 1), _kafka_request(3, 2, struct.pack(">i", 0)))
+
+
 def wait_for_kafka(port: int, *, timeout: float, process: subprocess.Popen[bytes] | None) -> None:
-    """Wait until the broker answers a Kafka ApiVersions request, not merely accepts TCP.
+    """Wait until the broker answers Kafka requests, not merely accepts TCP.
 
     Under load Tansu (especially on S3 storage) accepts connections a while before it answers
     them; clients that bootstrap in that gap fail with "Unable to bootstrap".
     """
     wait_for_port(port, timeout=timeout, process=process)
-    client_id = b"wirewatch-probe"
-    # ApiVersions v0: api_key 18, version 0, correlation id 1, client id (int16 length + bytes).
-    body = struct.pack(">hhih", 18, 0, 1, len(client_id)) + client_id
-    request = struct.pack(">i", len(body)) + body
     deadline = time.monotonic() + timeout
     last_error = "no answer"
     while time.monotonic() < deadline:
@@ -72,15 +81,25 @@ def wait_for_kafka(port: int, *, timeout: float, process: subprocess.Popen[bytes
             raise BrokerError(f"process exited with {process.returncode} before serving")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-                sock.sendall(request)
-                header = sock.recv(8)
-                if len(header) == 8 and struct.unpack(">ii", header)[1] == 1:
-                    return
-                last_error = f"unexpected answer {header!r}"
+                for expected_id, request in enumerate(_READINESS_PROBES, start=1):
+                    sock.sendall(request)
+                    header = sock.recv(8)
+                    if len(header) != 8 or struct.unpack(">ii", header)[1] != expected_id:
+                        raise OSError(f"unexpected answer {header!r}")
+                    _discard(sock, struct.unpack(">i", header[:4])[0] - 4)
+                return
         except OSError as exc:
             last_error = str(exc)
         time.sleep(0.1)
     raise BrokerError(f"broker on 127.0.0.1:{port} not answering Kafka requests: {last_error}")
+
+
+def _discard(sock: socket.socket, length: int) -> None:
+    while length > 0:
+        chunk = sock.recv(min(length, 65536))
+        if not chunk:
+            raise OSError("connection closed mid-answer")
+        length -= len(chunk)
 
 
 def tansu_binary() -> str:
@@ -145,6 +164,7 @@ class SeaweedS3:
                 logger.warning("SeaweedFS did not start (%s); retrying with new ports", exc)
                 self.port = free_port()
         self._create_bucket(timeout)
+        self._wait_for_object_round_trip(timeout)
 
     def _start_once(self, timeout: float) -> None:
         # Every port explicit: SeaweedFS otherwise derives gRPC ports as HTTP port + 10000,
@@ -201,6 +221,32 @@ class SeaweedS3:
                 last_error = str(exc)
             time.sleep(0.3)
         raise BrokerError(f"could not create S3 bucket {S3_BUCKET!r}: {last_error}")
+
+    def _wait_for_object_round_trip(self, timeout: float) -> None:
+        """Write an object and read it back before calling the store ready.
+
+        After a restart the S3 gateway and the bucket answer before the volume server has
+        registered with the master; a broker started in that gap has its storage calls fail.
+        """
+        url = f"{self.endpoint}/{S3_BUCKET}/.wirewatch-ready"
+        marker = f"ready {time.time()}".encode()
+        deadline = time.monotonic() + timeout
+        last_error = ""
+        while time.monotonic() < deadline:
+            try:
+                put = urllib.request.Request(url, data=marker, method="PUT")  # noqa: S310
+                with urllib.request.urlopen(put, timeout=5):  # noqa: S310 - our local endpoint
+                    pass
+                with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310
+                    if answer.read() == marker:
+                        return
+                    last_error = "read back a different object"
+            except urllib.error.HTTPError as exc:
+                last_error = f"HTTP {exc.code}: {exc.read()[:200]!r}"
+            except OSError as exc:
+                last_error = str(exc)
+            time.sleep(0.3)
+        raise BrokerError(f"S3 store at {self.endpoint} cannot store objects: {last_error}")
 
     def stop(self) -> None:
         if self.process is not None:
