@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.cli import SERVICE_NAMES
-from services.common.broker import EmbeddedBroker, wait_for_port
+from services.common.broker import EmbeddedBroker, free_port, wait_for_port
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import ensure_topics, pipeline_topics
 
@@ -28,6 +29,19 @@ def existing_services() -> list[str]:
     """Stages whose package has a ``__main__`` (a service not built yet is skipped)."""
     root = Path(__file__).resolve().parents[1]
     return [name for name in SERVICE_NAMES if (root / name / "__main__.py").exists()]
+
+
+def port_to_use(preferred: int, what: str) -> int:
+    """``preferred`` when nothing listens there, else a free port, said aloud: a default port
+    taken by another program must not stop the pipeline."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            chosen = free_port()
+            print(f"port {preferred} for {what} is in use; using {chosen}")  # noqa: T201
+            return chosen
+    return preferred
 
 
 def demo_feeds_file(feed_url: str) -> Path:
@@ -98,6 +112,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
             print(f"created topics: {', '.join(created)}")  # noqa: T201
 
         if args.feeds is None:
+            demo_port = port_to_use(args.demo_port, "the demo feed")
             supervisor.start(
                 "demo-server",
                 [
@@ -106,12 +121,12 @@ def run_pipeline(args: argparse.Namespace) -> int:
                     "services.cli",
                     "demo-server",
                     "--port",
-                    str(args.demo_port),
+                    str(demo_port),
                 ],
                 env,
             )
-            wait_for_port(args.demo_port, timeout=15, process=supervisor.children["demo-server"])
-            feed_url = f"http://127.0.0.1:{args.demo_port}/feed.xml"
+            wait_for_port(demo_port, timeout=15, process=supervisor.children["demo-server"])
+            feed_url = f"http://127.0.0.1:{demo_port}/feed.xml"
             feeds_file = demo_feeds_file(feed_url)
             # The demo pages live on 127.0.0.1, which the fetchers refuse unless allowed.
             env["WIREWATCH_FETCH_ALLOWED_NETWORKS"] = "127.0.0.1/32"
@@ -123,7 +138,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         services = existing_services()
         metrics_urls = []
         for offset, name in enumerate(services):
-            port = args.metrics_base_port + offset
+            port = port_to_use(args.metrics_base_port + offset, f"{name} metrics")
             service_env = dict(env, **{f"WIREWATCH_{name.upper()}_METRICS_PORT": str(port)})
             supervisor.start(name, [sys.executable, "-m", f"services.{name}"], service_env)
             metrics_urls.append(f"  {name:10} http://127.0.0.1:{port}/metrics")
