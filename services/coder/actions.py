@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from spacy.tokens import Token
 
 from services.common.errors import WirewatchError
 
@@ -113,6 +114,11 @@ class Lexicon:
             return entry.code
         return entry.intent or self.intent_by_root.get(entry.code[:2]) or entry.code
 
+    def lemma(self, token: Token) -> str:
+        """The verb's lemma, where the model's lemmatizer is known to be wrong corrected."""
+        lemma = token.lemma_.lower()
+        return self.lemma_corrections.get(lemma, lemma)
+
     def __init__(self, codebook: Codebook) -> None:
         data = _read("verbs.yaml")
         self.verbs = _entries(data["verbs"])
@@ -129,6 +135,9 @@ class Lexicon:
         self.criticism_code = str(data["criticism_code"])
         self.symmetric_codes = frozenset(str(c) for c in data["symmetric_codes"])
         self.place_target_roots = frozenset(str(r) for r in data["place_target_roots"])
+        self.lemma_corrections = {
+            str(k): str(v) for k, v in (data.get("lemma_corrections") or {}).items()
+        }
         named = [*self.intent_by_root.values(), self.demand_code, self.criticism_code]
         for entry in (*self.verbs.values(), *self.nouns.values()):
             named.extend(c for c in (entry.code, entry.intent) if c is not None)

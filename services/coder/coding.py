@@ -39,6 +39,8 @@ _COOPERATIVE_ROOTS = frozenset({"03", "04", "05", "06", "07", "08"})
 REJECT = "120"
 _PLANNED_MODIFIERS = frozenset({"planned", "upcoming", "expected", "proposed", "scheduled"})
 _INTENT_NOUNS = frozenset({"plan", "plans", "intention", "readiness", "willingness", "offer"})
+_NOUN_TARGET_PREPS = frozenset({"on", "against", "at", "of", "into", "toward", "towards"})
+_MODIFIER_POS = frozenset({"ADJ", "NOUN", "PROPN", "NUM"})
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,7 @@ class Coder:
         for doc in self.nlp.pipe(sentences):
             actors = DocActors(doc, self.actors, on=published)
             for sent in doc.sents:
-                coded = list(self._code_sentence(sent, actors, published, last_actor))
-                if not coded:
-                    coded = list(self._noun_mentions(sent, actors, published, last_actor))
-                if not coded:
-                    coded = list(self._reported_criticism(sent, actors, published, last_actor))
+                coded = self._code_span(sent, actors, published, last_actor)
                 mentions.extend(m for m in coded if m.action.root in self.scope_roots)
                 subject = _first_subject_actor(sent, actors)
                 if subject is not None:
@@ -123,11 +121,22 @@ class Coder:
         doc = self.nlp(sentence)
         actors = DocActors(doc, self.actors, on=published)
         for sent in doc.sents:
-            coded = list(self._code_sentence(sent, actors, published, None))
-            if not coded:
-                coded = list(self._reported_criticism(sent, actors, published, None))
+            coded = self._code_span(sent, actors, published, None)
             mentions.extend(m for m in coded if m.action.root in self.scope_roots)
         return mentions
+
+    def _code_span(
+        self, sent: Span, actors: DocActors, published: date, last_actor: Actor | None
+    ) -> list[Mention]:
+        """The sentence's mentions: its verbs, else its event nouns, else a reported criticism."""
+        coded = list(self._code_sentence(sent, actors, published, last_actor))
+        if not coded:
+            coded = list(self._noun_mentions(sent, actors, published, last_actor))
+        if not coded:
+            coded = list(self._noun_events(sent, actors, published))
+        if not coded:
+            coded = list(self._reported_criticism(sent, actors, published, last_actor))
+        return coded
 
     def code_action(self, sentence: str) -> Action | None:
         """The main action of a sentence whatever its actors (for action-only evaluation)."""
@@ -256,6 +265,112 @@ class Coder:
                     confidence=0.5 - (0.15 if pronoun else 0.0),
                 )
 
+    def _noun_events(self, sent: Span, actors: DocActors, published: date) -> Iterator[Mention]:
+        """Actions named by a noun or gerund with their actors attached: "Israeli tank shelling
+        in Gaza", "an attack by Osgiliath soldiers on Ithilen", "Russia's invasion of Ukraine"."""
+        seen: set[tuple[str, str, str]] = set()
+        for noun in sent:
+            entry = self._event_noun(noun)
+            if entry is None:
+                continue
+            sources = self._noun_sources(noun, actors)
+            if not sources:
+                continue
+            targets = [
+                a
+                for child in noun.children
+                if child.dep_ == "prep" and child.lower_ in _NOUN_TARGET_PREPS
+                for g in child.children
+                if g.dep_ == "pobj"
+                for a in _conjoined_actors(g, actors)
+            ]
+            location = self._location(noun) or self._place_of(noun)
+            if not targets and entry.code[:2] in self.lexicon.place_target_roots and location:
+                if location.country:
+                    targets = [Actor(location.name, location.country, "GOV", location.country)]
+            pairs = [(s, t) for s in sources for t in targets if _distinct(s, t)]
+            if not pairs:
+                continue
+            intent = any(c.lower_ in _PLANNED_MODIFIERS for c in noun.children)
+            code = self.lexicon.code_for(entry, intent=intent)
+            action = self.codebook.action(code)
+            event_date, planned = _event_dates(noun, sent, published, intent)
+            for source, target in pairs:
+                identity = (source.key, target.key, action.root)
+                if identity in seen:
+                    continue
+                seen.add(identity)
+                yield Mention(
+                    source=source,
+                    target=target,
+                    action=action,
+                    event_date=event_date,
+                    planned_date=planned if intent else None,
+                    location=location,
+                    sentence=sent.text.strip(),
+                    confidence=0.45,
+                )
+
+    def _event_noun(self, token: Token) -> LexiconEntry | None:
+        """The entry of an event noun ("shelling", "air strike"), meetings aside (see above)."""
+        if token.pos_ in ("NOUN", "PROPN"):
+            compounds = [c.lower_ for c in token.children if c.dep_ in ("compound", "amod")]
+            entry = (
+                next(
+                    (
+                        self.lexicon.nouns[f"{c} {token.lower_}"]
+                        for c in compounds
+                        if f"{c} {token.lower_}" in self.lexicon.nouns
+                    ),
+                    None,
+                )
+                or self.lexicon.nouns.get(token.lower_)
+                or self.lexicon.nouns.get(token.lemma_.lower())
+            )
+        elif token.lower_.endswith("ing") and not any(c.dep_ in _SUBJECTS for c in token.children):
+            # A gerund without a subject names the act rather than saying who did it.
+            entry = self.lexicon.verbs.get(self.lexicon.lemma(token))
+        else:
+            return None
+        if entry is None or entry.code[:2] == "04" or entry.weak:
+            return None
+        return entry
+
+    def _noun_sources(self, noun: Token, actors: DocActors) -> list[Actor]:
+        """Who acts in an event noun: "by X", "X's attack", or an actor word right before it."""
+        for child in noun.children:
+            if child.dep_ in ("prep", "agent") and child.lower_ == "by":
+                found = [
+                    a
+                    for g in child.children
+                    if g.dep_ == "pobj"
+                    for a in _conjoined_actors(g, actors)
+                ]
+                if found:
+                    return found
+            if child.dep_ == "poss":
+                found = _conjoined_actors(child, actors)
+                if found:
+                    return found
+        # The words before the noun in its phrase ("Israeli tank shelling"): the parser often
+        # attaches them elsewhere, so they are read by position.
+        index = noun.i - 1
+        while index >= noun.sent.start and noun.doc[index].pos_ in _MODIFIER_POS:
+            match = actors.token_match.get(index)
+            if match is not None:
+                actor = actors.actor_of(actors.doc[match.start : match.end].root)
+                if actor is not None:
+                    return [actor]
+            index -= 1
+        return []
+
+    def _place_of(self, token: Token) -> Location | None:
+        """The place of the clause a noun sits in ("were killed in shelling *in Gaza*")."""
+        head = token.head
+        while head.dep_ in ("pobj", "prep") and head.head.i != head.i:
+            head = head.head
+        return self._location(head) if head.i != token.i else None
+
     def _demand(
         self, verb: Token, actors: DocActors, last_actor: Actor | None
     ) -> tuple[list[Actor], list[Actor], bool] | None:
@@ -319,7 +434,7 @@ class Coder:
         """The lexicon entry a verb codes to, and the token whose dependents hold the target."""
         if token.pos_ not in ("VERB", "AUX"):
             return None
-        lemma = token.lemma_.lower()
+        lemma = self.lexicon.lemma(token)
         verbs = self.lexicon.verbs
         for child in token.children:
             if child.dep_ in ("prt", "prep"):
@@ -361,6 +476,7 @@ class Coder:
         """The acting actors: the verb's subject, else that of the clause it depends on."""
         node: Token | None = verb
         hops = 0
+        climbed_from: Token | None = None
         while node is not None and hops < 4:
             passive = any(c.dep_ == "nsubjpass" for c in node.children)
             if passive:
@@ -374,6 +490,13 @@ class Coder:
                 found = [a for g in agents for a in _conjoined_actors(g, actors)]
                 if found:
                     return found, False
+                if climbed_from is not None and climbed_from.dep_ == "xcomp" and not agents:
+                    # "Obama is scheduled / expected / set to attend": the passive subject of
+                    # the governing verb does what its complement says.
+                    patient = next(c for c in node.children if c.dep_ == "nsubjpass")
+                    found = _conjoined_actors(patient, actors)
+                    if found:
+                        return found, False
             for child in node.children:
                 if child.dep_ in _SUBJECTS and not passive:
                     if child.lower_ in _PRONOUNS:
@@ -383,6 +506,7 @@ class Coder:
                     return found, False
             if node.dep_ not in _CLIMB_DEPS or node.head.i == node.i:
                 break
+            climbed_from = node
             node = node.head
             hops += 1
         return [], False
@@ -439,7 +563,20 @@ class Coder:
         for child in [*verb.children, *(g for o in objects for g in o.children)]:
             if child.dep_ == "prep" and child.lower_ == "in":
                 for place in child.children:
-                    if place.dep_ == "pobj" and place.ent_type_ in ("GPE", "LOC", "FAC"):
+                    if place.dep_ != "pobj":
+                        continue
+                    # "in the east of the Gaza Strip": the named place is in the "of" phrase.
+                    place = next(
+                        (
+                            g
+                            for c in place.children
+                            if c.dep_ == "prep" and c.lower_ == "of"
+                            for g in c.children
+                            if g.dep_ == "pobj"
+                        ),
+                        place,
+                    )
+                    if place.ent_type_ in ("GPE", "LOC", "FAC"):
                         name = " ".join(t.text for t in place.subtree if t.ent_type_)
                         name = name or place.text
                         return Location(name, self.actors.country_of(name))
@@ -450,6 +587,12 @@ def _conjoined_actors(head: Token, actors: DocActors) -> list[Actor]:
     """``head`` and its conjuncts as actors ("Britain and France" -> two)."""
     found: list[Actor] = []
     members = [head, *head.conjuncts]
+    match = actors.token_match.get(head.i)
+    if match is not None:
+        # "Barack Obama and Vladimir Putin": the parser may hang the conjunct on another word
+        # of the name than the one it calls the head.
+        for token in actors.doc[match.start : match.end]:
+            members.extend(c for c in token.conjuncts if c not in members)
     for child in head.children:
         # "The US, Russia, and Switzerland": the parser often reads the list as an apposition.
         if child.dep_ == "appos" and any(c.dep_ == "cc" for c in child.children):
