@@ -135,10 +135,20 @@ class Lexicon:
         self.criticism_code = str(data["criticism_code"])
         self.symmetric_codes = frozenset(str(c) for c in data["symmetric_codes"])
         self.place_target_roots = frozenset(str(r) for r in data["place_target_roots"])
+        self.request_verbs = frozenset(data["request_verbs"])
+        self.reported_hostile_roots = frozenset(str(r) for r in data["reported_hostile_roots"])
+        self.accusation_code = str(data["accusation_code"])
+        self.claim_code = str(data["claim_code"])
         self.lemma_corrections = {
             str(k): str(v) for k, v in (data.get("lemma_corrections") or {}).items()
         }
-        named = [*self.intent_by_root.values(), self.demand_code, self.criticism_code]
+        named = [
+            *self.intent_by_root.values(),
+            self.demand_code,
+            self.criticism_code,
+            self.accusation_code,
+            self.claim_code,
+        ]
         for entry in (*self.verbs.values(), *self.nouns.values()):
             named.extend(c for c in (entry.code, entry.intent) if c is not None)
         for code in named:

@@ -177,6 +177,10 @@ class Coder:
                 if code[:2] not in _COOPERATIVE_ROOTS:
                     continue
                 code = REJECT
+            if self._requested_of_another(token):
+                # "Obama wants Putin to attack", "Congress asks Obama to help Iran": the inner
+                # act is asked for, not done; the asking is coded on the outer verb.
+                continue
             demanded = self._demand(token, actors, last_actor)
             if demanded is not None:
                 sources, targets, pronoun = demanded
@@ -200,6 +204,13 @@ class Coder:
                 pairs += [(t, s) for s, t in pairs if (t, s) not in pairs]
             if not pairs:
                 continue
+            if code[:2] in self.lexicon.reported_hostile_roots and not intent:
+                reported = self._reported_by(token, actors, last_actor)
+                if reported is not None:
+                    code, pairs = reported
+                    direct = False
+                    if not pairs:
+                        continue
             action = self.codebook.action(code)
             event_date, planned = _event_dates(token, sent, published, intent)
             confidence = 0.55 + (0.2 if direct else 0.0) - (0.15 if pronoun else 0.0)
@@ -371,6 +382,42 @@ class Coder:
             head = head.head
         return self._location(head) if head.i != token.i else None
 
+    def _requested_of_another(self, verb: Token) -> bool:
+        """Whether ``verb`` is what one party asks another to do ("X urges Y to V")."""
+        head = verb.head
+        infinitive = any(c.dep_ == "aux" and c.lower_ == "to" for c in verb.children)
+        # Only an infinitive is asked for: "told Y *that* Z will V" reports, it does not ask.
+        if verb.dep_ not in ("xcomp", "ccomp") or head.i == verb.i or not infinitive:
+            return False
+        if self.lexicon.lemma(head) not in self.lexicon.request_verbs:
+            return False
+        asked = [c for c in head.children if c.dep_ in ("dobj", "dative")]
+        asked += [c for c in verb.children if c.dep_ in _SUBJECTS]
+        return bool(asked)
+
+    def _reported_by(
+        self, verb: Token, actors: DocActors, last_actor: Actor | None
+    ) -> tuple[str, list[tuple[Actor, Actor]]] | None:
+        """A hostile act reported by an actor ("X said Y attacked Z"): X accuses Y, or X claims
+        responsibility when X is Y. None when nobody reports the act."""
+        head = verb.head
+        if verb.dep_ != "ccomp" or self.lexicon.lemma(head) not in self.lexicon.reporting_verbs:
+            return None
+        reporters, _ = self._sources(head, actors, last_actor)
+        if not reporters:
+            return None
+        perpetrators, pronoun = self._sources(verb, actors, last_actor)
+        keys = {p.key for p in perpetrators}
+        if any(r.key in keys for r in reporters):
+            if not pronoun:
+                # "The US launched a strike, the US command said": the report only attributes.
+                return None
+            targets, _ = self._targets(verb, verb, actors, LexiconEntry(code=""))
+            claim = [(r, t) for r in reporters for t in targets if _distinct(r, t)]
+            return self.lexicon.claim_code, claim
+        accused = [(r, p) for r in reporters for p in perpetrators if _distinct(r, p)]
+        return self.lexicon.accusation_code, accused
+
     def _demand(
         self, verb: Token, actors: DocActors, last_actor: Actor | None
     ) -> tuple[list[Actor], list[Actor], bool] | None:
@@ -497,6 +544,10 @@ class Coder:
                     found = _conjoined_actors(patient, actors)
                     if found:
                         return found, False
+                if climbed_from is None:
+                    # "A bomb was fired at X, Israel said": a passive with no agent does not say
+                    # who acted, and the reporting clause's subject is not the doer.
+                    return [], False
             for child in node.children:
                 if child.dep_ in _SUBJECTS and not passive:
                     if child.lower_ in _PRONOUNS:
