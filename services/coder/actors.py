@@ -28,8 +28,6 @@ ACTORS_DIR = Path(__file__).parent / "actors"
 # Kinds of dictionary entries, strongest first when several fall in one noun phrase.
 PERSON, IGO, GROUP, METONYM, COUNTRY = "person", "igo", "group", "metonym", "country"
 KIND_RANK = {PERSON: 0, IGO: 1, GROUP: 1, METONYM: 2, COUNTRY: 3}
-# Roles that make an actor even when no country is named ("insurgents bombarded ...").
-COUNTRYLESS_ROLES = frozenset({"REB"})
 
 
 class ActorDataError(WirewatchError):
@@ -109,9 +107,11 @@ class ActorDictionary:
         self._add_people()
         self._add_igos()
         self._add_groups()
-        for role, words in _load("roles.yaml")["roles"].items():
+        roles = _load("roles.yaml")
+        for role, words in roles["roles"].items():
             for word in words:
                 self.roles.setdefault(str(word).lower(), str(role))
+        self.countryless_roles = frozenset(str(r) for r in roles["countryless"])
         self.case_sensitive = frozenset(
             str(w).lower() for w in _load("matching.yaml")["case_sensitive"]
         )
@@ -266,11 +266,12 @@ class DocActors:
         found = [m for m in self.matches if all(i in tokens for i in range(m.start, m.end))]
         role = self._role(head, tokens)
         if not found and role is not None:
-            # "a court in Guyana": a bare role takes its country from where it sits.
+            # "a court in Guyana", "dissidents from Egypt": a bare role takes its country from
+            # where it sits or comes from.
             tokens = _phrase_tokens(head, preps=_PLACE_PREPS)
             found = [m for m in self.matches if all(i in tokens for i in range(m.start, m.end))]
         if not found:
-            if role in COUNTRYLESS_ROLES:
+            if role in self.dictionary.countryless_roles:
                 return Actor(head.text, None, role, f"---{role}")
             return None
         best = min(found, key=lambda m: (KIND_RANK[m.entries[0].kind], abs(m.end - 1 - head.i)))
@@ -320,7 +321,7 @@ def _longest(matches: list[Match]) -> list[Match]:
 # "officials *in Moscow*", "Trump *and Putin*" (conjuncts are actors of their own).
 _CUT_DEPS = frozenset({"relcl", "acl", "conj", "cc", "advcl", "ccomp", "punct"})
 _KEPT_PREPS = frozenset({"of", "for"})
-_PLACE_PREPS = frozenset({"of", "for", "in"})
+_PLACE_PREPS = frozenset({"of", "for", "in", "from"})
 
 
 def _phrase_tokens(head: Token, preps: frozenset[str] = _KEPT_PREPS) -> set[int]:

@@ -170,6 +170,10 @@ class Coder:
             entry, carrier = found
             if entry.weak and strong:
                 continue
+            if self._announces_coded_act(token, found_all):
+                # "agreed to lift the sanctions", "seeking to deepen a partnership": the act
+                # announced is coded (with its intent code), not the announcing.
+                continue
             intent = _is_intent(token, self.lexicon.intent_verbs)
             code = self.lexicon.code_for(entry, intent=intent)
             if any(child.dep_ == "neg" for child in token.children):
@@ -196,9 +200,9 @@ class Coder:
             place_root = code[:2] in self.lexicon.place_target_roots or code == "036"
             if not targets and place_root and location is not None and location.country:
                 targets = [Actor(location.name, location.country, "GOV", location.country)]
-            pairs = [(s, t) for s in sources for t in targets if _distinct(s, t)]
+            pairs = [(s, t) for s in sources for t in targets if _pairable(s, t)]
             if not targets and len(sources) > 1:
-                pairs = [(s, t) for s in sources for t in sources if _distinct(s, t)]
+                pairs = [(s, t) for s in sources for t in sources if _pairable(s, t)]
                 direct = False
             if code in self.lexicon.symmetric_codes:
                 pairs += [(t, s) for s, t in pairs if (t, s) not in pairs]
@@ -299,7 +303,7 @@ class Coder:
             if not targets and entry.code[:2] in self.lexicon.place_target_roots and location:
                 if location.country:
                     targets = [Actor(location.name, location.country, "GOV", location.country)]
-            pairs = [(s, t) for s in sources for t in targets if _distinct(s, t)]
+            pairs = [(s, t) for s in sources for t in targets if _pairable(s, t)]
             if not pairs:
                 continue
             intent = any(c.lower_ in _PLANNED_MODIFIERS for c in noun.children)
@@ -382,6 +386,14 @@ class Coder:
             head = head.head
         return self._location(head) if head.i != token.i else None
 
+    def _announces_coded_act(
+        self, verb: Token, found_all: list[tuple[Token, tuple[LexiconEntry, Token] | None]]
+    ) -> bool:
+        if self.lexicon.lemma(verb) not in self.lexicon.intent_verbs:
+            return False
+        coded = {t.i for t, f in found_all if f is not None and not f[0].weak}
+        return any(c.dep_ == "xcomp" and c.i in coded for c in verb.children)
+
     def _requested_of_another(self, verb: Token) -> bool:
         """Whether ``verb`` is what one party asks another to do ("X urges Y to V")."""
         head = verb.head
@@ -413,9 +425,9 @@ class Coder:
                 # "The US launched a strike, the US command said": the report only attributes.
                 return None
             targets, _ = self._targets(verb, verb, actors, LexiconEntry(code=""))
-            claim = [(r, t) for r in reporters for t in targets if _distinct(r, t)]
+            claim = [(r, t) for r in reporters for t in targets if _pairable(r, t)]
             return self.lexicon.claim_code, claim
-        accused = [(r, p) for r in reporters for p in perpetrators if _distinct(r, p)]
+        accused = [(r, p) for r in reporters for p in perpetrators if _pairable(r, p)]
         return self.lexicon.accusation_code, accused
 
     def _demand(
@@ -464,7 +476,7 @@ class Coder:
                     continue
                 event_date, _ = _event_dates(verb, sent, published, False)
                 for source in sources:
-                    if _distinct(source, target):
+                    if _pairable(source, target):
                         yield Mention(
                             source=source,
                             target=target,
@@ -674,10 +686,13 @@ def _coordinated_countries(head: Token, actor: Actor, actors: DocActors) -> list
     return extra
 
 
-def _distinct(source: Actor, target: Actor) -> bool:
-    """Different actors: another country, or another part of the same one (opposition vs GOV)."""
-    return source.key != target.key or (
-        source.role != target.role and "GOV" in (source.role, target.role)
+def _pairable(source: Actor, target: Actor) -> bool:
+    """Different actors -- another country, or another part of the same one (opposition vs
+    GOV) -- of which at least one is placed: "insurgents killed people" says nothing coded."""
+    known = any(a.country or a.role == "IGO" or a.entity for a in (source, target))
+    return known and (
+        source.key != target.key
+        or (source.role != target.role and "GOV" in (source.role, target.role))
     )
 
 
