@@ -533,6 +533,12 @@ class Coder:
         self, verb: Token, actors: DocActors, last_actor: Actor | None
     ) -> tuple[list[Actor], bool]:
         """The acting actors: the verb's subject, else that of the clause it depends on."""
+        if verb.lower_.endswith("ing") and not any(c.dep_ in _SUBJECTS for c in verb.children):
+            # "died in Russian artillery shelling": a gerund's own modifiers name its doer
+            # before the clause it hangs from does.
+            own = self._noun_sources(verb, actors)
+            if own:
+                return own, False
         node: Token | None = verb
         hops = 0
         climbed_from: Token | None = None

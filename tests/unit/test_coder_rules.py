@@ -1,0 +1,87 @@
+"""The coder's general rules, each on sentences written for the test (not from the eval sets)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from services.coder.actors import DocActors
+from services.coder.coding import ALL_ROOTS, Coder, load_pipeline
+
+MONDAY = date(2025, 3, 17)
+
+
+@pytest.fixture(scope="module")
+def coder() -> Coder:
+    return Coder(load_pipeline(), scope_roots=ALL_ROOTS)
+
+
+def coded(coder: Coder, sentence: str) -> set[tuple[str, str, str]]:
+    return {
+        (m.source.cameo_code, m.target.cameo_code, m.action.cameo_code)
+        for m in coder.code_sentence(sentence, MONDAY)
+    }
+
+
+def test_names_match_in_any_case_but_acronyms_and_ordinary_words_do_not(coder: Coder) -> None:
+    assert coded(coder, "president macron condemned russia on Monday.") == {
+        ("FRAGOV", "RUS", "111")
+    }
+    doc = coder.nlp("They ate rice and turkey with us in china.")
+    assert DocActors(doc, coder.actors, on=MONDAY).matches == []
+
+
+def test_groups_carry_their_country_role_and_code(coder: Coder) -> None:
+    assert coded(coder, "Hezbollah fired rockets at Israel on Sunday.") == {
+        ("LBNREBHEZ", "ISR", "190")
+    }
+
+
+def test_a_place_stands_in_for_the_target_of_a_show_of_force(coder: Coder) -> None:
+    assert coded(coder, "Russian troops held exercises in Alaska.") == {("RUSMIL", "USA", "150")}
+
+
+def test_an_event_noun_takes_its_doer_from_the_words_before_it(coder: Coder) -> None:
+    sentence = "Three people died in Russian artillery shelling in the east of Kharkiv on Monday."
+    assert coded(coder, sentence) == {("RUS", "UKR", "194")}
+
+
+def test_the_passive_subject_of_expected_to_is_the_doer(coder: Coder) -> None:
+    assert coded(coder, "Macron is expected to visit Berlin on Friday.") == {
+        ("FRAGOV", "DEUGOV", "036")
+    }
+
+
+def test_a_reported_attack_is_an_accusation_and_ones_own_a_claim(coder: Coder) -> None:
+    assert coded(coder, "Ukraine said Russia attacked Kharkiv overnight.") == {
+        ("UKR", "RUS", "112")
+    }
+    assert coded(coder, "Hamas said it fired rockets at Israel.") == {("PSEREBHMS", "ISR", "015")}
+
+
+def test_an_attack_attributed_by_its_own_side_stays_an_attack(coder: Coder) -> None:
+    sentence = "The United States bombed Iraq on Monday, the Pentagon said."
+    assert {c for _, _, c in coded(coder, sentence)} == {"195"}
+
+
+def test_an_agentless_passive_names_no_doer(coder: Coder) -> None:
+    assert coded(coder, "A missile was fired at Kyiv, Ukraine said.") == set()
+
+
+def test_an_announced_attack_is_a_threat(coder: Coder) -> None:
+    assert coded(coder, "Iran will attack Israel.") == {("IRN", "ISR", "138")}
+
+
+def test_an_act_asked_of_another_is_an_appeal_not_the_act(coder: Coder) -> None:
+    assert coded(coder, "France urged Russia to withdraw from Ukraine.") == {("FRA", "RUS", "020")}
+
+
+def test_an_announcing_verb_gives_way_to_the_act_it_announces(coder: Coder) -> None:
+    assert coded(coder, "Russia agreed to withdraw its troops from Ukraine.") == {
+        ("RUS", "UKR", "0356")
+    }
+
+
+def test_no_event_when_neither_side_is_placed(coder: Coder) -> None:
+    assert coded(coder, "Rebels killed civilians overnight.") == set()
