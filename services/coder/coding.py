@@ -139,16 +139,21 @@ class Coder:
         return coded
 
     def code_action(self, sentence: str) -> Action | None:
-        """The main action of a sentence whatever its actors (for action-only evaluation)."""
+        """The main action of a sentence whatever its actors (for action-only evaluation): the
+        shallowest coded verb, read as the sentence coder reads it, else an event noun."""
         doc = self.nlp(sentence)
         best: tuple[int, Action] | None = None
-        for token in doc:
-            found = self._lexicon_entry(token)
-            if found is None or any(c.dep_ == "neg" for c in token.children):
+        found_all = [(token, self._lexicon_entry(token)) for token in doc]
+        for token, found in found_all:
+            if found is None or self._announces_coded_act(token, found_all):
                 continue
             entry = found[0]
             intent = _is_intent(token, self.lexicon.intent_verbs)
             code = self.lexicon.code_for(entry, intent=intent)
+            if any(c.dep_ == "neg" for c in token.children):
+                if code[:2] not in _COOPERATIVE_ROOTS:
+                    continue
+                code = REJECT
             if any(
                 c.dep_ == "aux" and c.lower_ in self.lexicon.demand_modals for c in token.children
             ):
@@ -156,6 +161,17 @@ class Coder:
             depth = sum(1 for _ in token.ancestors) + (100 if entry.weak else 0)
             if best is None or depth < best[0]:
                 best = (depth, self.codebook.action(code))
+        if best is None or best[0] >= 100:
+            for token in doc:
+                noun = self._event_noun(token) or (
+                    self.lexicon.nouns.get(token.lower_) if token.pos_ == "NOUN" else None
+                )
+                if noun is None:
+                    continue
+                # Below any verb: a noun is the main action only when no verb is coded.
+                depth = 50 + sum(1 for _ in token.ancestors)
+                if best is None or depth < best[0]:
+                    best = (depth, self.codebook.action(noun.code))
         return best[1] if best else None
 
     def _code_sentence(
@@ -500,6 +516,11 @@ class Coder:
                 phrase = verbs.get(f"{lemma} {child.lower_}")
                 if phrase is not None:
                     return phrase, token
+            if child.dep_ == "xcomp":
+                # "declined to comment": the verb and its complement name one act.
+                phrase = verbs.get(f"{lemma} {child.lemma_.lower()}")
+                if phrase is not None:
+                    return phrase, token
             if child.dep_ == "dobj":
                 phrase = verbs.get(f"{lemma} {child.lower_}")
                 if phrase is not None:
@@ -522,6 +543,11 @@ class Coder:
                         return noun, child
         entry = verbs.get(lemma)
         if entry is None:
+            if token.dep_ == "ccomp" and any(
+                c.dep_ == "aux" and c.lower_ in self.lexicon.demand_modals for c in token.children
+            ):
+                # "X said Y must drop barriers": a demand whatever the verb (see _demand).
+                return LexiconEntry(code=self.lexicon.demand_code), token
             return None
         if entry.preps and not any(
             c.dep_ == "prep" and c.lower_ in entry.preps for c in token.children
