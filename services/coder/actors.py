@@ -112,9 +112,9 @@ class ActorDictionary:
             for word in words:
                 self.roles.setdefault(str(word).lower(), str(role))
         self.countryless_roles = frozenset(str(r) for r in roles["countryless"])
-        self.case_sensitive = frozenset(
-            str(w).lower() for w in _load("matching.yaml")["case_sensitive"]
-        )
+        matching = _load("matching.yaml")
+        self.case_sensitive = frozenset(str(w).lower() for w in matching["case_sensitive"])
+        self.affiliations = frozenset(str(w).lower() for w in matching["affiliations"])
         # Forms also matched in any case ("president obama", "tunisian rioters"), keyed by
         # their lowercase: those that are neither acronyms ("US" is also "us") nor ordinary
         # words ("rice", "turkey").
@@ -238,12 +238,21 @@ class DocActors:
             Match(start, end, tuple(dictionary.any_case[strings[match_id]]))
             for match_id, start, end in dictionary.names_any_case(doc)
         ]
-        self.matches = _longest(spans)
+        self.matches = [m for m in _longest(spans) if not self._affiliation(m)]
         self.role_at: dict[int, str] = {}
         for match_id, start, end in sorted(dictionary.role_words(doc), key=lambda m: m[1] - m[2]):
             role = dictionary.roles[strings[match_id]]
             for i in range(start, end):
                 self.role_at.setdefault(i, role)
+
+    def _affiliation(self, match: Match) -> bool:
+        """ "Iran-backed Houthis", "a UK-based group": the name qualifies another actor."""
+        doc = self.doc
+        return (
+            match.end + 1 < len(doc)
+            and doc[match.end].text == "-"
+            and doc[match.end + 1].lower_ in self.dictionary.affiliations
+        )
 
     @cached_property
     def token_match(self) -> dict[int, Match]:

@@ -415,10 +415,13 @@ class Coder:
         head = verb.head
         infinitive = any(c.dep_ == "aux" and c.lower_ == "to" for c in verb.children)
         # Only an infinitive is asked for: "told Y *that* Z will V" reports, it does not ask.
-        if verb.dep_ not in ("xcomp", "ccomp") or head.i == verb.i or not infinitive:
+        if verb.dep_ not in ("xcomp", "ccomp", "acl") or head.i == verb.i or not infinitive:
             return False
         if self.lexicon.lemma(head) not in self.lexicon.request_verbs:
             return False
+        if verb.dep_ == "acl":
+            # "faces pressure to help Iran", "calls for Russia to withdraw": a request noun.
+            return True
         asked = [c for c in head.children if c.dep_ in ("dobj", "dative")]
         asked += [c for c in verb.children if c.dep_ in _SUBJECTS]
         return bool(asked)
@@ -535,10 +538,11 @@ class Coder:
                         ),
                         None,
                     )
-                    if noun is None:
-                        noun = self.lexicon.nouns.get(child.lemma_.lower())
+                    # The word as written first: "talks" (negotiations) is not "talk".
                     if noun is None:
                         noun = self.lexicon.nouns.get(child.lower_)
+                    if noun is None:
+                        noun = self.lexicon.nouns.get(child.lemma_.lower())
                     if noun is not None:
                         return noun, child
         entry = verbs.get(lemma)

@@ -85,3 +85,24 @@ def test_an_announcing_verb_gives_way_to_the_act_it_announces(coder: Coder) -> N
 
 def test_no_event_when_neither_side_is_placed(coder: Coder) -> None:
     assert coded(coder, "Rebels killed civilians overnight.") == set()
+
+
+def test_a_hyphenated_affiliation_is_not_the_actor(coder: Coder) -> None:
+    assert coded(coder, "Russian-backed separatists attacked Ukrainian troops.") == {
+        ("---REB", "UKRMIL", "190")
+    }
+
+
+def test_an_act_under_a_request_noun_is_not_done(coder: Coder) -> None:
+    assert coded(coder, "Germany faces pressure to send weapons to Ukraine.") == set()
+
+
+def test_holding_talks_is_negotiating_as_the_cameo_manual_has_it(coder: Coder) -> None:
+    assert coded(coder, "France held talks with Germany on Monday.") == {
+        ("FRA", "DEU", "046"),
+        ("DEU", "FRA", "046"),
+    }
+
+
+def test_said_must_is_a_demand_whatever_the_inner_verb(coder: Coder) -> None:
+    assert coded(coder, "France said Russia must drop its claims.") == {("FRA", "RUS", "100")}
