@@ -136,6 +136,7 @@ class Lexicon:
         self.symmetric_codes = frozenset(str(c) for c in data["symmetric_codes"])
         self.place_target_roots = frozenset(str(r) for r in data["place_target_roots"])
         self.request_verbs = frozenset(data["request_verbs"])
+        self.appeal_code = str(data["appeal_code"])
         self.reported_hostile_roots = frozenset(str(r) for r in data["reported_hostile_roots"])
         self.accusation_code = str(data["accusation_code"])
         self.claim_code = str(data["claim_code"])
@@ -148,6 +149,7 @@ class Lexicon:
             self.criticism_code,
             self.accusation_code,
             self.claim_code,
+            self.appeal_code,
         ]
         for entry in (*self.verbs.values(), *self.nouns.values()):
             named.extend(c for c in (entry.code, entry.intent) if c is not None)

@@ -150,6 +150,11 @@ class Coder:
             entry = found[0]
             intent = _is_intent(token, self.lexicon.intent_verbs)
             code = self.lexicon.code_for(entry, intent=intent)
+            if self._requested_of_another(token):
+                if self._lexicon_entry(token.head) is not None or token.dep_ == "acl":
+                    continue
+                # "wants Germany to pay": the main action is the appeal, made by the head.
+                code, token = self.lexicon.appeal_code, token.head
             if any(c.dep_ == "neg" for c in token.children):
                 if code[:2] not in _COOPERATIVE_ROOTS:
                     continue
@@ -197,12 +202,19 @@ class Coder:
                 if code[:2] not in _COOPERATIVE_ROOTS:
                     continue
                 code = REJECT
+            appeal: tuple[list[Actor], list[Actor], bool] | None = None
             if self._requested_of_another(token):
                 # "Obama wants Putin to attack", "Congress asks Obama to help Iran": the inner
-                # act is asked for, not done; the asking is coded on the outer verb.
-                continue
+                # act is asked for, not done. The asking is coded on the outer verb, or here as
+                # an appeal when that verb is not in the lexicon ("wants Y to V").
+                appeal = self._wanted_of(token, actors, last_actor)
+                if appeal is None:
+                    continue
             demanded = self._demand(token, actors, last_actor)
-            if demanded is not None:
+            if appeal is not None:
+                sources, targets, pronoun = appeal
+                code, direct, intent = self.lexicon.appeal_code, True, False
+            elif demanded is not None:
                 sources, targets, pronoun = demanded
                 code, direct, intent = self.lexicon.demand_code, True, False
             else:
@@ -425,6 +437,21 @@ class Coder:
         asked = [c for c in head.children if c.dep_ in ("dobj", "dative")]
         asked += [c for c in verb.children if c.dep_ in _SUBJECTS]
         return bool(asked)
+
+    def _wanted_of(
+        self, verb: Token, actors: DocActors, last_actor: Actor | None
+    ) -> tuple[list[Actor], list[Actor], bool] | None:
+        """ "X wants Y to V" with an uncoded outer verb: (X, Y) as appealing and appealed to."""
+        head = verb.head
+        if self._lexicon_entry(head) is not None or verb.dep_ == "acl":
+            return None
+        asked = [c for c in head.children if c.dep_ in ("dobj", "dative")]
+        asked += [c for c in verb.children if c.dep_ in _SUBJECTS]
+        targets = [a for c in asked for a in _conjoined_actors(c, actors)]
+        sources, pronoun = self._sources(head, actors, last_actor)
+        if not targets or not sources:
+            return None
+        return sources, targets, pronoun
 
     def _reported_by(
         self, verb: Token, actors: DocActors, last_actor: Actor | None

@@ -106,3 +106,9 @@ def test_holding_talks_is_negotiating_as_the_cameo_manual_has_it(coder: Coder) -
 
 def test_said_must_is_a_demand_whatever_the_inner_verb(coder: Coder) -> None:
     assert coded(coder, "France said Russia must drop its claims.") == {("FRA", "RUS", "100")}
+
+
+def test_wanting_another_to_act_is_an_appeal_to_it(coder: Coder) -> None:
+    assert coded(coder, "Washington wants Kyiv to sign the minerals deal.") == {
+        ("USAGOV", "UKRGOV", "020")
+    }
