@@ -35,6 +35,7 @@ _TARGET_PREPS = frozenset(
 _CLIMB_DEPS = frozenset({"xcomp", "acl", "advcl", "conj", "pcomp", "pobj", "dobj", "ccomp"})
 _FUTURE_AUX = frozenset({"will", "would", "shall", "'ll", "wo"})
 _PRONOUNS = frozenset({"he", "she", "they", "it", "we", "i"})
+_PLURAL_PRONOUNS = frozenset({"they", "we"})
 _COOPERATIVE_ROOTS = frozenset({"03", "04", "05", "06", "07", "08"})
 REJECT = "120"
 _PLANNED_MODIFIERS = frozenset({"planned", "upcoming", "expected", "proposed", "scheduled"})
@@ -234,15 +235,15 @@ class Coder:
                 direct = False
             if code in self.lexicon.symmetric_codes:
                 pairs += [(t, s) for s, t in pairs if (t, s) not in pairs]
-            if not pairs:
-                continue
             if code[:2] in self.lexicon.reported_hostile_roots and not intent:
+                # Before requiring a target: "the US said Iraq attacked" accuses Iraq even when
+                # nobody attacked is named.
                 reported = self._reported_by(token, actors, last_actor)
                 if reported is not None:
                     code, pairs = reported
                     direct = False
-                    if not pairs:
-                        continue
+            if not pairs:
+                continue
             action = self.codebook.action(code)
             event_date, planned = _event_dates(token, sent, published, intent)
             confidence = 0.55 + (0.2 if direct else 0.0) - (0.15 if pronoun else 0.0)
@@ -627,7 +628,9 @@ class Coder:
                 if child.dep_ in _SUBJECTS and not passive:
                     if child.lower_ in _PRONOUNS:
                         resolved = self._resolve_pronoun(node, actors, last_actor)
-                        return ([resolved], True) if resolved is not None else ([], True)
+                        if child.lower_ in _PLURAL_PRONOUNS and resolved:
+                            return resolved, True
+                        return resolved[:1], True
                     found = _conjoined_actors(child, actors)
                     return found, False
             if node.dep_ not in _CLIMB_DEPS or node.head.i == node.i:
@@ -639,16 +642,18 @@ class Coder:
 
     def _resolve_pronoun(
         self, verb: Token, actors: DocActors, last_actor: Actor | None
-    ) -> Actor | None:
+    ) -> list[Actor]:
+        """The governing clause's subject actors ("Obama and Putin said *they* ..."), else the
+        article's last subject actor."""
         node = verb
         while node.head.i != node.i:
             node = node.head
             for child in node.children:
                 if child.dep_ in ("nsubj",) and child.lower_ not in _PRONOUNS:
-                    actor = actors.actor_of(child)
-                    if actor is not None:
-                        return actor
-        return last_actor
+                    found = _conjoined_actors(child, actors)
+                    if found:
+                        return found
+        return [last_actor] if last_actor is not None else []
 
     def _targets(
         self, verb: Token, carrier: Token, actors: DocActors, entry: LexiconEntry

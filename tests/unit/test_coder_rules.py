@@ -112,3 +112,14 @@ def test_wanting_another_to_act_is_an_appeal_to_it(coder: Coder) -> None:
     assert coded(coder, "Washington wants Kyiv to sign the minerals deal.") == {
         ("USAGOV", "UKRGOV", "020")
     }
+
+
+def test_they_after_a_compound_subject_is_every_member(coder: Coder) -> None:
+    assert coded(coder, "Britain and France said they would attack Syria.") == {
+        ("GBR", "SYR", "138"),
+        ("FRA", "SYR", "138"),
+    }
+
+
+def test_a_reported_attack_accuses_even_without_a_named_target(coder: Coder) -> None:
+    assert coded(coder, "Ukraine said Russia attacked overnight.") == {("UKR", "RUS", "112")}
