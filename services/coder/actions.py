@@ -137,6 +137,7 @@ class Lexicon:
         self.place_target_roots = frozenset(str(r) for r in data["place_target_roots"])
         self.request_verbs = frozenset(data["request_verbs"])
         self.appeal_code = str(data["appeal_code"])
+        self.receiving_verbs = frozenset(data["receiving_verbs"])
         self.reported_hostile_roots = frozenset(str(r) for r in data["reported_hostile_roots"])
         self.accusation_code = str(data["accusation_code"])
         self.claim_code = str(data["claim_code"])

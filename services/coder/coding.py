@@ -212,7 +212,12 @@ class Coder:
                 if appeal is None:
                     continue
             demanded = self._demand(token, actors, last_actor)
-            if appeal is not None:
+            received = self._received(token, actors, last_actor)
+            if received is not None:
+                # "Ukraine received weapons from the US": the giver acts on the receiver.
+                entry, sources, targets, pronoun = received
+                code, direct = self.lexicon.code_for(entry, intent=intent), True
+            elif appeal is not None:
                 sources, targets, pronoun = appeal
                 code, direct, intent = self.lexicon.appeal_code, True, False
             elif demanded is not None:
@@ -438,6 +443,39 @@ class Coder:
         asked = [c for c in head.children if c.dep_ in ("dobj", "dative")]
         asked += [c for c in verb.children if c.dep_ in _SUBJECTS]
         return bool(asked)
+
+    def _received(
+        self, verb: Token, actors: DocActors, last_actor: Actor | None
+    ) -> tuple[LexiconEntry, list[Actor], list[Actor], bool] | None:
+        """ "Y received weapons / aid / assurances from X": the noun's act, done by X to Y."""
+        if self.lexicon.lemma(verb) not in self.lexicon.receiving_verbs:
+            return None
+        entry = next(
+            (
+                found
+                for c in verb.children
+                if c.dep_ == "dobj"
+                for found in (self.lexicon.nouns.get(c.lower_), self.lexicon.nouns.get(c.lemma_))
+                if found is not None
+            ),
+            None,
+        )
+        objects = [c for c in verb.children if c.dep_ == "dobj"]
+        givers = [
+            a
+            # "from X" hangs on the verb or, as often parsed, on its object.
+            for c in [*verb.children, *(g for o in objects for g in o.children)]
+            if c.dep_ == "prep" and c.lower_ == "from"
+            for g in c.children
+            if g.dep_ == "pobj"
+            for a in _conjoined_actors(g, actors)
+        ]
+        if entry is None or not givers:
+            return None
+        receivers, pronoun = self._sources(verb, actors, last_actor)
+        if not receivers:
+            return None
+        return entry, givers, receivers, pronoun
 
     def _wanted_of(
         self, verb: Token, actors: DocActors, last_actor: Actor | None

@@ -123,3 +123,9 @@ def test_they_after_a_compound_subject_is_every_member(coder: Coder) -> None:
 
 def test_a_reported_attack_accuses_even_without_a_named_target(coder: Coder) -> None:
     assert coded(coder, "Ukraine said Russia attacked overnight.") == {("UKR", "RUS", "112")}
+
+
+def test_receiving_from_a_giver_is_the_givers_act(coder: Coder) -> None:
+    assert coded(coder, "Ukraine received air defence weapons from Germany on Monday.") == {
+        ("DEU", "UKR", "072")
+    }
