@@ -226,6 +226,9 @@ class Coder:
             else:
                 sources, pronoun = self._sources(token, actors, last_actor)
                 targets, direct = self._targets(token, carrier, actors, entry)
+                if not sources and code[:2] in self.lexicon.reported_hostile_roots:
+                    sources = self._fired_from(token, actors)
+                    targets = [t for t in targets if all(t.key != s.key for s in sources)]
             if not sources:
                 continue
             if entry.weak and not direct:
@@ -243,7 +246,7 @@ class Coder:
             if code[:2] in self.lexicon.reported_hostile_roots and not intent:
                 # Before requiring a target: "the US said Iraq attacked" accuses Iraq even when
                 # nobody attacked is named.
-                reported = self._reported_by(token, actors, last_actor)
+                reported = self._reported_by(token, sources, pronoun, actors, last_actor)
                 if reported is not None:
                     code, pairs = reported
                     direct = False
@@ -444,6 +447,20 @@ class Coder:
         asked += [c for c in verb.children if c.dep_ in _SUBJECTS]
         return bool(asked)
 
+    def _fired_from(self, verb: Token, actors: DocActors) -> list[Actor]:
+        """ "Rockets were fired at Israel from Lebanon": with no agent, force used from a
+        country's ground is that country's."""
+        if not any(c.dep_ == "nsubjpass" for c in verb.children):
+            return []
+        return [
+            a
+            for c in verb.children
+            if c.dep_ == "prep" and c.lower_ == "from"
+            for g in c.children
+            if g.dep_ == "pobj"
+            for a in _conjoined_actors(g, actors)
+        ]
+
     def _received(
         self, verb: Token, actors: DocActors, last_actor: Actor | None
     ) -> tuple[LexiconEntry, list[Actor], list[Actor], bool] | None:
@@ -493,7 +510,12 @@ class Coder:
         return sources, targets, pronoun
 
     def _reported_by(
-        self, verb: Token, actors: DocActors, last_actor: Actor | None
+        self,
+        verb: Token,
+        perpetrators: list[Actor],
+        pronoun: bool,
+        actors: DocActors,
+        last_actor: Actor | None,
     ) -> tuple[str, list[tuple[Actor, Actor]]] | None:
         """A hostile act reported by an actor ("X said Y attacked Z"): X accuses Y, or X claims
         responsibility when X is Y. None when nobody reports the act."""
@@ -503,7 +525,6 @@ class Coder:
         reporters, _ = self._sources(head, actors, last_actor)
         if not reporters:
             return None
-        perpetrators, pronoun = self._sources(verb, actors, last_actor)
         keys = {p.key for p in perpetrators}
         if any(r.key in keys for r in reporters):
             if not pronoun:

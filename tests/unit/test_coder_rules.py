@@ -129,3 +129,12 @@ def test_receiving_from_a_giver_is_the_givers_act(coder: Coder) -> None:
     assert coded(coder, "Ukraine received air defence weapons from Germany on Monday.") == {
         ("DEU", "UKR", "072")
     }
+
+
+def test_force_used_from_a_country_is_that_countrys(coder: Coder) -> None:
+    assert coded(coder, "Rockets were fired at Israel from Lebanon on Sunday.") == {
+        ("LBN", "ISR", "190")
+    }
+    assert coded(coder, "Israel said rockets were fired at it from Lebanon.") == {
+        ("ISR", "LBN", "112")
+    }
