@@ -30,6 +30,7 @@ from services.coder.actors import DocActors
 from services.coder.coding import Coder, load_pipeline
 
 ALL_ROOTS = frozenset(f"{i:02d}" for i in range(1, 21))
+INTENT_ROOTS = frozenset({"03", "13"})
 
 
 def actor_norm(code: str | None) -> str:
@@ -110,6 +111,10 @@ def score(
         for s, t, c in gold - predicted:
             if not predicted:
                 errors["missed: nothing coded"] += 1
+            elif any((ps, pt) == (s, t) and pc[:2] in INTENT_ROOTS for ps, pt, pc in predicted):
+                # The CAMEO manual codes announced cooperation as intent (03) and announced
+                # conflict as threat (13); the GSR often codes the announced act itself.
+                errors["missed: right actors, intent or threat code (03/13)"] += 1
             elif any((ps, pt) == (s, t) for ps, pt, _ in predicted):
                 errors["missed: right actors, wrong code"] += 1
             elif any(pc == c for _, _, pc in predicted):
