@@ -661,14 +661,17 @@ class Coder:
         climbed_from: Token | None = None
         while node is not None and hops < 4:
             passive = any(c.dep_ == "nsubjpass" for c in node.children)
+            agents = [
+                g
+                for c in node.children
+                if c.dep_ == "agent"
+                for g in c.children
+                if g.dep_ == "pobj"
+            ]
+            if agents and node.i == verb.i:
+                # "victims killed by the crash": the "by" phrase is the doer, actor or not.
+                return [a for g in agents for a in _conjoined_actors(g, actors)], False
             if passive:
-                agents = [
-                    g
-                    for c in node.children
-                    if c.dep_ == "agent"
-                    for g in c.children
-                    if g.dep_ == "pobj"
-                ]
                 found = [a for g in agents for a in _conjoined_actors(g, actors)]
                 if found:
                     return found, False

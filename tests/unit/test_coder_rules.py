@@ -138,3 +138,12 @@ def test_force_used_from_a_country_is_that_countrys(coder: Coder) -> None:
     assert coded(coder, "Israel said rockets were fired at it from Lebanon.") == {
         ("ISR", "LBN", "112")
     }
+
+
+def test_a_by_phrase_names_the_doer_even_when_it_is_no_actor(coder: Coder) -> None:
+    sentence = "Germany sent experts to identify victims killed by the storm in Greece."
+    assert {c[:2] for _, _, c in coded(coder, sentence)} == set()
+
+
+def test_met_with_is_one_way_held_talks_both(coder: Coder) -> None:
+    assert coded(coder, "Macron met with Scholz in Berlin.") == {("FRAGOV", "DEUGOV", "040")}
