@@ -319,7 +319,7 @@ class Coder:
 
     def _noun_events(self, sent: Span, actors: DocActors, published: date) -> Iterator[Mention]:
         """Actions named by a noun or gerund with their actors attached: "Israeli tank shelling
-        in Gaza", "an attack by Osgiliath soldiers on Ithilen", "Russia's invasion of Ukraine"."""
+        in Gaza", "an attack by Russian troops on Kharkiv", "Russia's invasion of Ukraine"."""
         seen: set[tuple[str, str, str]] = set()
         for noun in sent:
             entry = self._event_noun(noun)
@@ -426,6 +426,7 @@ class Coder:
     def _announces_coded_act(
         self, verb: Token, found_all: list[tuple[Token, tuple[LexiconEntry, Token] | None]]
     ) -> bool:
+        """Whether ``verb`` only announces an act its complement codes ("agreed to lift")."""
         if self.lexicon.lemma(verb) not in self.lexicon.intent_verbs:
             return False
         coded = {t.i for t, f in found_all if f is not None and not f[0].weak}

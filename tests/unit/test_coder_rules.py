@@ -147,3 +147,10 @@ def test_a_by_phrase_names_the_doer_even_when_it_is_no_actor(coder: Coder) -> No
 
 def test_met_with_is_one_way_held_talks_both(coder: Coder) -> None:
     assert coded(coder, "Macron met with Scholz in Berlin.") == {("FRAGOV", "DEUGOV", "040")}
+
+
+def test_protesting_in_a_place_is_demonstrating_against_denouncing(coder: Coder) -> None:
+    assert {c for _, _, c in coded(coder, "Iranian students protested in Tehran on Monday.")} == {
+        "141"
+    }
+    assert coded(coder, "France protested against Russia's decision.") == {("FRA", "RUS", "111")}
