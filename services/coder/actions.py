@@ -53,6 +53,7 @@ class LexiconEntry:
     intent: str | None = None
     preps: tuple[str, ...] = ()
     weak: bool = False
+    needs_complement: bool = False
 
 
 def _read(name: str) -> dict[str, Any]:
@@ -89,6 +90,7 @@ def _entries(table: dict[str, Any]) -> dict[str, LexiconEntry]:
             intent=str(spec["intent"]) if spec.get("intent") else None,
             preps=tuple(spec.get("prep") or ()),
             weak=bool(spec.get("weak", False)),
+            needs_complement=bool(spec.get("needs_complement", False)),
         )
         for word, spec in table.items()
     }
@@ -138,6 +140,7 @@ class Lexicon:
         self.request_verbs = frozenset(data["request_verbs"])
         self.appeal_code = str(data["appeal_code"])
         self.receiving_verbs = frozenset(data["receiving_verbs"])
+        self.refusal_verbs = frozenset(data["refusal_verbs"])
         self.reported_hostile_roots = frozenset(str(r) for r in data["reported_hostile_roots"])
         self.accusation_code = str(data["accusation_code"])
         self.claim_code = str(data["claim_code"])

@@ -156,7 +156,7 @@ class Coder:
                     continue
                 # "wants Germany to pay": the main action is the appeal, made by the head.
                 code, token = self.lexicon.appeal_code, token.head
-            if any(c.dep_ == "neg" for c in token.children):
+            if self._negated(token):
                 if code[:2] not in _COOPERATIVE_ROOTS:
                     continue
                 code = REJECT
@@ -198,7 +198,7 @@ class Coder:
                 continue
             intent = _is_intent(token, self.lexicon.intent_verbs)
             code = self.lexicon.code_for(entry, intent=intent)
-            if any(child.dep_ == "neg" for child in token.children):
+            if self._negated(token):
                 # Refusing to cooperate is a rejection (CAMEO 12); other negations say nothing.
                 if code[:2] not in _COOPERATIVE_ROOTS:
                     continue
@@ -426,11 +426,19 @@ class Coder:
     def _announces_coded_act(
         self, verb: Token, found_all: list[tuple[Token, tuple[LexiconEntry, Token] | None]]
     ) -> bool:
-        """Whether ``verb`` only announces an act its complement codes ("agreed to lift")."""
-        if self.lexicon.lemma(verb) not in self.lexicon.intent_verbs:
+        """Whether ``verb`` only announces or refuses an act its complement codes ("agreed to
+        lift", "declined to release"): the complement is coded instead."""
+        lemma = self.lexicon.lemma(verb)
+        if lemma not in self.lexicon.intent_verbs and lemma not in self.lexicon.refusal_verbs:
             return False
         coded = {t.i for t, f in found_all if f is not None and not f[0].weak}
         return any(c.dep_ == "xcomp" and c.i in coded for c in verb.children)
+
+    def _negated(self, verb: Token) -> bool:
+        """ "did not release", "declined / refused / failed to release"."""
+        if any(c.dep_ == "neg" for c in verb.children):
+            return True
+        return verb.dep_ == "xcomp" and self.lexicon.lemma(verb.head) in self.lexicon.refusal_verbs
 
     def _requested_of_another(self, verb: Token) -> bool:
         """Whether ``verb`` is what one party asks another to do ("X urges Y to V")."""
@@ -644,6 +652,8 @@ class Coder:
         if entry.preps and not any(
             c.dep_ == "prep" and c.lower_ in entry.preps for c in token.children
         ):
+            return None
+        if entry.needs_complement and not any(c.dep_ == "xcomp" for c in token.children):
             return None
         return entry, token
 

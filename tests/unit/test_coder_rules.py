@@ -154,3 +154,8 @@ def test_protesting_in_a_place_is_demonstrating_against_denouncing(coder: Coder)
         "141"
     }
     assert coded(coder, "France protested against Russia's decision.") == {("FRA", "RUS", "111")}
+
+
+def test_decline_codes_only_with_an_infinitive(coder: Coder) -> None:
+    assert coded(coder, "Iran declined to release the French hostages.") == {("IRN", "FRA", "120")}
+    assert coded(coder, "Japan's Nikkei declined while South Korea's Kospi fell.") == set()
