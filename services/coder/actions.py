@@ -141,6 +141,7 @@ class Lexicon:
         self.appeal_code = str(data["appeal_code"])
         self.receiving_verbs = frozenset(data["receiving_verbs"])
         self.refusal_verbs = frozenset(data["refusal_verbs"])
+        self.promising_verbs = frozenset(data["promising_verbs"])
         self.reported_hostile_roots = frozenset(str(r) for r in data["reported_hostile_roots"])
         self.accusation_code = str(data["accusation_code"])
         self.claim_code = str(data["claim_code"])

@@ -148,8 +148,8 @@ class Coder:
         for token, found in found_all:
             if found is None or self._announces_coded_act(token, found_all):
                 continue
-            entry = found[0]
-            intent = _is_intent(token, self.lexicon.intent_verbs)
+            entry, carrier = found
+            intent = _is_intent(token, self.lexicon.intent_verbs) or self._promises(token, carrier)
             code = self.lexicon.code_for(entry, intent=intent)
             if self._requested_of_another(token):
                 if self._lexicon_entry(token.head) is not None or token.dep_ == "acl":
@@ -196,7 +196,7 @@ class Coder:
                 # "agreed to lift the sanctions", "seeking to deepen a partnership": the act
                 # announced is coded (with its intent code), not the announcing.
                 continue
-            intent = _is_intent(token, self.lexicon.intent_verbs)
+            intent = _is_intent(token, self.lexicon.intent_verbs) or self._promises(token, carrier)
             code = self.lexicon.code_for(entry, intent=intent)
             if self._negated(token):
                 # Refusing to cooperate is a rejection (CAMEO 12); other negations say nothing.
@@ -433,6 +433,10 @@ class Coder:
             return False
         coded = {t.i for t, f in found_all if f is not None and not f[0].weak}
         return any(c.dep_ == "xcomp" and c.i in coded for c in verb.children)
+
+    def _promises(self, verb: Token, carrier: Token) -> bool:
+        """ "offered talks", "pledged aid": a promising light verb announces its noun's act."""
+        return carrier.i != verb.i and self.lexicon.lemma(verb) in self.lexicon.promising_verbs
 
     def _negated(self, verb: Token) -> bool:
         """ "did not release", "declined / refused / failed to release"."""

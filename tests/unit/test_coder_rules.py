@@ -159,3 +159,8 @@ def test_protesting_in_a_place_is_demonstrating_against_denouncing(coder: Coder)
 def test_decline_codes_only_with_an_infinitive(coder: Coder) -> None:
     assert coded(coder, "Iran declined to release the French hostages.") == {("IRN", "FRA", "120")}
     assert coded(coder, "Japan's Nikkei declined while South Korea's Kospi fell.") == set()
+
+
+def test_a_promising_light_verb_announces_its_nouns_act(coder: Coder) -> None:
+    assert coded(coder, "Germany pledged military aid to Ukraine.") == {("DEU", "UKR", "0332")}
+    assert coded(coder, "The US imposed sanctions on Iran.") == {("USA", "IRN", "163")}
