@@ -5,6 +5,11 @@
   three characters of the CAMEO actor code; IGOs by their first six, e.g. IGOEUR), because the
   gold mixes "USA" and "USAGOV" for the same kind of actor.
 - ``cameo_manual_examples.jsonl``: root-code accuracy of the sentence's main action.
+- ``petrarch2_unit_tests.jsonl`` (a held-out check: nothing was tuned on it): root-code accuracy
+  of the main action on its event records, a hit when it is the root of any gold event. Its
+  actors are fictional countries only PETRARCH's own dictionaries know, so actors are not
+  scored, and its codes follow PETRARCH's validation dictionary, which is older than CAMEO 1.1b3
+  in places (restoring ties is 064 there): a low ceiling, useful for before/after comparisons.
 
 Each figure is printed for wirewatch's coder with every CAMEO root it knows, for the service's
 default (diplomatic) scope, and for the baseline: the first two actors named in the sentence and
@@ -25,6 +30,7 @@ from services.coder.actors import DocActors
 from services.coder.coding import Coder, load_pipeline
 
 ALL_ROOTS = frozenset(f"{i:02d}" for i in range(1, 21))
+INTENT_ROOTS = frozenset({"03", "13"})
 
 
 def actor_norm(code: str | None) -> str:
@@ -105,6 +111,10 @@ def score(
         for s, t, c in gold - predicted:
             if not predicted:
                 errors["missed: nothing coded"] += 1
+            elif any((ps, pt) == (s, t) and pc[:2] in INTENT_ROOTS for ps, pt, pc in predicted):
+                # The CAMEO manual codes announced cooperation as intent (03) and announced
+                # conflict as threat (13); the GSR often codes the announced act itself.
+                errors["missed: right actors, intent or threat code (03/13)"] += 1
             elif any((ps, pt) == (s, t) for ps, pt, _ in predicted):
                 errors["missed: right actors, wrong code"] += 1
             elif any(pc == c for _, _, pc in predicted):
@@ -117,16 +127,17 @@ def score(
     return precision, recall, f1, false_on_no_event, errors
 
 
-def manual_accuracy(coder: Coder, records: list[dict[str, Any]], *, baseline: bool) -> float:
+def action_accuracy(coder: Coder, records: list[dict[str, Any]], *, baseline: bool) -> float:
+    """Share of records whose main action's root is the root of one of their gold events."""
     right = 0
     for record in records:
-        gold = record["expected"][0]["cameo_code"][:2]
+        gold = {e["cameo_code"][:2] for e in record["expected"]}
         if baseline:
             code = baseline_code(coder, record["sentence"])
         else:
             action = coder.code_action(record["sentence"])
             code = action.cameo_code if action else None
-        right += code is not None and code[:2] == gold
+        right += code is not None and code[:2] in gold
     return right / len(records)
 
 
@@ -164,12 +175,24 @@ def main() -> int:
         f"  root F1 ratio wirewatch/baseline: {ours / base if base else float('inf'):.2f} "
         f"(target F1 >= 0.70)"
     )
-    acc = manual_accuracy(full, manual, baseline=False)
-    base_acc = manual_accuracy(full, manual, baseline=True)
+    acc = action_accuracy(full, manual, baseline=False)
+    base_acc = action_accuracy(full, manual, baseline=True)
     print(f"cameo_manual_examples: {len(manual)} sentences")
     print(
         f"  wirewatch root accuracy {acc:.3f}  baseline {base_acc:.3f}  "
         f"ratio {acc / base_acc if base_acc else float('inf'):.2f} (target >= 0.60)"
+    )
+    unit = [
+        r
+        for r in load("petrarch2_unit_tests.jsonl")
+        if r["expected"] and all(e.get("cameo_code") for e in r["expected"])
+    ]
+    acc = action_accuracy(full, unit, baseline=False)
+    base_acc = action_accuracy(full, unit, baseline=True)
+    print(f"petrarch2_unit_tests (held out): {len(unit)} records with events")
+    print(
+        f"  wirewatch main-action root accuracy {acc:.3f}  baseline {base_acc:.3f}  "
+        f"ratio {acc / base_acc if base_acc else float('inf'):.2f}"
     )
     print(f"({time.perf_counter() - started:.1f} s)")
     return 0

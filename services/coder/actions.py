@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from spacy.tokens import Token
 
 from services.common.errors import WirewatchError
 
@@ -52,6 +53,7 @@ class LexiconEntry:
     intent: str | None = None
     preps: tuple[str, ...] = ()
     weak: bool = False
+    needs_complement: bool = False
 
 
 def _read(name: str) -> dict[str, Any]:
@@ -88,6 +90,7 @@ def _entries(table: dict[str, Any]) -> dict[str, LexiconEntry]:
             intent=str(spec["intent"]) if spec.get("intent") else None,
             preps=tuple(spec.get("prep") or ()),
             weak=bool(spec.get("weak", False)),
+            needs_complement=bool(spec.get("needs_complement", False)),
         )
         for word, spec in table.items()
     }
@@ -113,6 +116,11 @@ class Lexicon:
             return entry.code
         return entry.intent or self.intent_by_root.get(entry.code[:2]) or entry.code
 
+    def lemma(self, token: Token) -> str:
+        """The verb's lemma, where the model's lemmatizer is known to be wrong corrected."""
+        lemma = token.lemma_.lower()
+        return self.lemma_corrections.get(lemma, lemma)
+
     def __init__(self, codebook: Codebook) -> None:
         data = _read("verbs.yaml")
         self.verbs = _entries(data["verbs"])
@@ -129,7 +137,25 @@ class Lexicon:
         self.criticism_code = str(data["criticism_code"])
         self.symmetric_codes = frozenset(str(c) for c in data["symmetric_codes"])
         self.place_target_roots = frozenset(str(r) for r in data["place_target_roots"])
-        named = [*self.intent_by_root.values(), self.demand_code, self.criticism_code]
+        self.request_verbs = frozenset(data["request_verbs"])
+        self.appeal_code = str(data["appeal_code"])
+        self.receiving_verbs = frozenset(data["receiving_verbs"])
+        self.refusal_verbs = frozenset(data["refusal_verbs"])
+        self.promising_verbs = frozenset(data["promising_verbs"])
+        self.reported_hostile_roots = frozenset(str(r) for r in data["reported_hostile_roots"])
+        self.accusation_code = str(data["accusation_code"])
+        self.claim_code = str(data["claim_code"])
+        self.lemma_corrections = {
+            str(k): str(v) for k, v in (data.get("lemma_corrections") or {}).items()
+        }
+        named = [
+            *self.intent_by_root.values(),
+            self.demand_code,
+            self.criticism_code,
+            self.accusation_code,
+            self.claim_code,
+            self.appeal_code,
+        ]
         for entry in (*self.verbs.values(), *self.nouns.values()):
             named.extend(c for c in (entry.code, entry.intent) if c is not None)
         for code in named:

@@ -26,10 +26,8 @@ logger = logging.getLogger(__name__)
 ACTORS_DIR = Path(__file__).parent / "actors"
 
 # Kinds of dictionary entries, strongest first when several fall in one noun phrase.
-PERSON, IGO, METONYM, COUNTRY = "person", "igo", "metonym", "country"
-KIND_RANK = {PERSON: 0, IGO: 1, METONYM: 2, COUNTRY: 3}
-# Roles that make an actor even when no country is named ("insurgents bombarded ...").
-COUNTRYLESS_ROLES = frozenset({"REB"})
+PERSON, IGO, GROUP, METONYM, COUNTRY = "person", "igo", "group", "metonym", "country"
+KIND_RANK = {PERSON: 0, IGO: 1, GROUP: 1, METONYM: 2, COUNTRY: 3}
 
 
 class ActorDataError(WirewatchError):
@@ -49,7 +47,8 @@ class Actor:
 
     @property
     def key(self) -> str:
-        if self.role == "IGO":
+        # A stateless organisation (IGO, transnational group) is its own actor, not a country.
+        if self.role == "IGO" or (self.country is None and self.entity is not None):
             return self.cameo_code
         return self.country or f"---{self.role}"
 
@@ -107,16 +106,39 @@ class ActorDictionary:
         self._add_countries()
         self._add_people()
         self._add_igos()
-        for role, words in _load("roles.yaml")["roles"].items():
+        self._add_groups()
+        roles = _load("roles.yaml")
+        for role, words in roles["roles"].items():
             for word in words:
                 self.roles.setdefault(str(word).lower(), str(role))
+        self.countryless_roles = frozenset(str(r) for r in roles["countryless"])
+        matching = _load("matching.yaml")
+        self.case_sensitive = frozenset(str(w).lower() for w in matching["case_sensitive"])
+        self.affiliations = frozenset(str(w).lower() for w in matching["affiliations"])
+        # Forms also matched in any case ("president obama", "tunisian rioters"), keyed by
+        # their lowercase: those that are neither acronyms ("US" is also "us") nor ordinary
+        # words ("rice", "turkey").
+        self.any_case: dict[str, list[Entry]] = {}
+        for form, entries in self.forms.items():
+            if self._any_case(form):
+                self.any_case.setdefault(form.lower(), []).extend(entries)
         self.names = PhraseMatcher(vocab, attr="ORTH")
+        self.names_any_case = PhraseMatcher(vocab, attr="LOWER")
         self.role_words = PhraseMatcher(vocab, attr="LOWER")
+
+    def _any_case(self, form: str) -> bool:
+        return (
+            len(form) >= 4
+            and any(c.islower() for c in form)
+            and form.lower() not in self.case_sensitive
+        )
 
     def compile(self, make_doc: Any) -> None:
         """Build the matchers with the pipeline's own tokenizer (so "U.S." splits the same)."""
         for form in self.forms:
             self.names.add(form, [make_doc(form)])
+        for lowered in self.any_case:
+            self.names_any_case.add(lowered, [make_doc(lowered)])
         for word in self.roles:
             self.role_words.add(word, [make_doc(word)])
 
@@ -142,6 +164,9 @@ class ActorDictionary:
             for name, role in (data.get("metonyms") or {}).items():
                 self._add(name, Entry(METONYM, alpha3, str(role)))
                 self._add(f"the {name}", Entry(METONYM, alpha3, str(role)))
+        for alpha3, places in _load("places.yaml")["places"].items():
+            for name in places:
+                self._add(name, Entry(COUNTRY, str(alpha3), None))
 
     def _add_people(self) -> None:
         for person in _load("people.yaml")["people"]:
@@ -167,11 +192,26 @@ class ActorDictionary:
                 self._add(name, entry)
                 self._add(f"the {name}", entry)
 
+    def _add_groups(self) -> None:
+        for group in _load("groups.yaml")["groups"]:
+            entry = Entry(
+                GROUP,
+                group.get("country"),
+                str(group["role"]),
+                entity=group["entity"],
+                code=group["code"],
+            )
+            for name in group["names"]:
+                self._add(name, entry)
+                self._add(f"the {name}", entry)
+
     def country_of(self, text: str) -> str | None:
         """The country a place name stands for, if the dictionaries know it."""
-        for entry in self.forms.get(text, []):
-            if entry.country:
-                return entry.country
+        bare = text[4:] if text.lower().startswith("the ") else text
+        for name in (text, bare):
+            for entry in self.forms.get(name) or self.any_case.get(name.lower(), []):
+                if entry.country:
+                    return entry.country
         return None
 
 
@@ -194,12 +234,25 @@ class DocActors:
             Match(start, end, tuple(dictionary.forms[strings[match_id]]))
             for match_id, start, end in dictionary.names(doc)
         ]
-        self.matches = _longest(spans)
+        spans += [
+            Match(start, end, tuple(dictionary.any_case[strings[match_id]]))
+            for match_id, start, end in dictionary.names_any_case(doc)
+        ]
+        self.matches = [m for m in _longest(spans) if not self._affiliation(m)]
         self.role_at: dict[int, str] = {}
         for match_id, start, end in sorted(dictionary.role_words(doc), key=lambda m: m[1] - m[2]):
             role = dictionary.roles[strings[match_id]]
             for i in range(start, end):
                 self.role_at.setdefault(i, role)
+
+    def _affiliation(self, match: Match) -> bool:
+        """ "Iran-backed Houthis", "a UK-based group": the name qualifies another actor."""
+        doc = self.doc
+        return (
+            match.end + 1 < len(doc)
+            and doc[match.end].text == "-"
+            and doc[match.end + 1].lower_ in self.dictionary.affiliations
+        )
 
     @cached_property
     def token_match(self) -> dict[int, Match]:
@@ -222,11 +275,12 @@ class DocActors:
         found = [m for m in self.matches if all(i in tokens for i in range(m.start, m.end))]
         role = self._role(head, tokens)
         if not found and role is not None:
-            # "a court in Guyana": a bare role takes its country from where it sits.
+            # "a court in Guyana", "dissidents from Egypt": a bare role takes its country from
+            # where it sits or comes from.
             tokens = _phrase_tokens(head, preps=_PLACE_PREPS)
             found = [m for m in self.matches if all(i in tokens for i in range(m.start, m.end))]
         if not found:
-            if role in COUNTRYLESS_ROLES:
+            if role in self.dictionary.countryless_roles:
                 return Actor(head.text, None, role, f"---{role}")
             return None
         best = min(found, key=lambda m: (KIND_RANK[m.entries[0].kind], abs(m.end - 1 - head.i)))
@@ -241,6 +295,10 @@ class DocActors:
             return Actor(surface, entry.country, person_role, code, entry.entity, is_person=True)
         if entry.kind == IGO:
             return Actor(surface, None, "IGO", entry.code or "IGO", entry.entity)
+        if entry.kind == GROUP:
+            group_role = entry.role or "REB"
+            group_code = entry.code or f"{entry.country or '---'}{group_role}"
+            return Actor(surface, entry.country, group_role, group_code, entry.entity)
         country = entry.country
         if entry.kind == METONYM and role is None:
             role = entry.role
@@ -272,7 +330,7 @@ def _longest(matches: list[Match]) -> list[Match]:
 # "officials *in Moscow*", "Trump *and Putin*" (conjuncts are actors of their own).
 _CUT_DEPS = frozenset({"relcl", "acl", "conj", "cc", "advcl", "ccomp", "punct"})
 _KEPT_PREPS = frozenset({"of", "for"})
-_PLACE_PREPS = frozenset({"of", "for", "in"})
+_PLACE_PREPS = frozenset({"of", "for", "in", "from"})
 
 
 def _phrase_tokens(head: Token, preps: frozenset[str] = _KEPT_PREPS) -> set[int]:

@@ -35,10 +35,13 @@ _TARGET_PREPS = frozenset(
 _CLIMB_DEPS = frozenset({"xcomp", "acl", "advcl", "conj", "pcomp", "pobj", "dobj", "ccomp"})
 _FUTURE_AUX = frozenset({"will", "would", "shall", "'ll", "wo"})
 _PRONOUNS = frozenset({"he", "she", "they", "it", "we", "i"})
+_PLURAL_PRONOUNS = frozenset({"they", "we"})
 _COOPERATIVE_ROOTS = frozenset({"03", "04", "05", "06", "07", "08"})
 REJECT = "120"
 _PLANNED_MODIFIERS = frozenset({"planned", "upcoming", "expected", "proposed", "scheduled"})
 _INTENT_NOUNS = frozenset({"plan", "plans", "intention", "readiness", "willingness", "offer"})
+_NOUN_TARGET_PREPS = frozenset({"on", "against", "at", "of", "into", "toward", "towards"})
+_MODIFIER_POS = frozenset({"ADJ", "NOUN", "PROPN", "NUM"})
 
 
 @dataclass(frozen=True)
@@ -106,11 +109,7 @@ class Coder:
         for doc in self.nlp.pipe(sentences):
             actors = DocActors(doc, self.actors, on=published)
             for sent in doc.sents:
-                coded = list(self._code_sentence(sent, actors, published, last_actor))
-                if not coded:
-                    coded = list(self._noun_mentions(sent, actors, published, last_actor))
-                if not coded:
-                    coded = list(self._reported_criticism(sent, actors, published, last_actor))
+                coded = self._code_span(sent, actors, published, last_actor)
                 mentions.extend(m for m in coded if m.action.root in self.scope_roots)
                 subject = _first_subject_actor(sent, actors)
                 if subject is not None:
@@ -123,23 +122,44 @@ class Coder:
         doc = self.nlp(sentence)
         actors = DocActors(doc, self.actors, on=published)
         for sent in doc.sents:
-            coded = list(self._code_sentence(sent, actors, published, None))
-            if not coded:
-                coded = list(self._reported_criticism(sent, actors, published, None))
+            coded = self._code_span(sent, actors, published, None)
             mentions.extend(m for m in coded if m.action.root in self.scope_roots)
         return mentions
 
+    def _code_span(
+        self, sent: Span, actors: DocActors, published: date, last_actor: Actor | None
+    ) -> list[Mention]:
+        """The sentence's mentions: its verbs, else its event nouns, else a reported criticism."""
+        coded = list(self._code_sentence(sent, actors, published, last_actor))
+        if not coded:
+            coded = list(self._noun_mentions(sent, actors, published, last_actor))
+        if not coded:
+            coded = list(self._noun_events(sent, actors, published))
+        if not coded:
+            coded = list(self._reported_criticism(sent, actors, published, last_actor))
+        return coded
+
     def code_action(self, sentence: str) -> Action | None:
-        """The main action of a sentence whatever its actors (for action-only evaluation)."""
+        """The main action of a sentence whatever its actors (for action-only evaluation): the
+        shallowest coded verb, read as the sentence coder reads it, else an event noun."""
         doc = self.nlp(sentence)
         best: tuple[int, Action] | None = None
-        for token in doc:
-            found = self._lexicon_entry(token)
-            if found is None or any(c.dep_ == "neg" for c in token.children):
+        found_all = [(token, self._lexicon_entry(token)) for token in doc]
+        for token, found in found_all:
+            if found is None or self._announces_coded_act(token, found_all):
                 continue
-            entry = found[0]
-            intent = _is_intent(token, self.lexicon.intent_verbs)
+            entry, carrier = found
+            intent = _is_intent(token, self.lexicon.intent_verbs) or self._promises(token, carrier)
             code = self.lexicon.code_for(entry, intent=intent)
+            if self._requested_of_another(token):
+                if self._lexicon_entry(token.head) is not None or token.dep_ == "acl":
+                    continue
+                # "wants Germany to pay": the main action is the appeal, made by the head.
+                code, token = self.lexicon.appeal_code, token.head
+            if self._negated(token):
+                if code[:2] not in _COOPERATIVE_ROOTS:
+                    continue
+                code = REJECT
             if any(
                 c.dep_ == "aux" and c.lower_ in self.lexicon.demand_modals for c in token.children
             ):
@@ -147,6 +167,17 @@ class Coder:
             depth = sum(1 for _ in token.ancestors) + (100 if entry.weak else 0)
             if best is None or depth < best[0]:
                 best = (depth, self.codebook.action(code))
+        if best is None or best[0] >= 100:
+            for token in doc:
+                noun = self._event_noun(token) or (
+                    self.lexicon.nouns.get(token.lower_) if token.pos_ == "NOUN" else None
+                )
+                if noun is None:
+                    continue
+                # Below any verb: a noun is the main action only when no verb is coded.
+                depth = 50 + sum(1 for _ in token.ancestors)
+                if best is None or depth < best[0]:
+                    best = (depth, self.codebook.action(noun.code))
         return best[1] if best else None
 
     def _code_sentence(
@@ -161,20 +192,43 @@ class Coder:
             entry, carrier = found
             if entry.weak and strong:
                 continue
-            intent = _is_intent(token, self.lexicon.intent_verbs)
+            if self._announces_coded_act(token, found_all):
+                # "agreed to lift the sanctions", "seeking to deepen a partnership": the act
+                # announced is coded (with its intent code), not the announcing.
+                continue
+            intent = _is_intent(token, self.lexicon.intent_verbs) or self._promises(token, carrier)
             code = self.lexicon.code_for(entry, intent=intent)
-            if any(child.dep_ == "neg" for child in token.children):
+            if self._negated(token):
                 # Refusing to cooperate is a rejection (CAMEO 12); other negations say nothing.
                 if code[:2] not in _COOPERATIVE_ROOTS:
                     continue
                 code = REJECT
+            appeal: tuple[list[Actor], list[Actor], bool] | None = None
+            if self._requested_of_another(token):
+                # "Obama wants Putin to attack", "Congress asks Obama to help Iran": the inner
+                # act is asked for, not done. The asking is coded on the outer verb, or here as
+                # an appeal when that verb is not in the lexicon ("wants Y to V").
+                appeal = self._wanted_of(token, actors, last_actor)
+                if appeal is None:
+                    continue
             demanded = self._demand(token, actors, last_actor)
-            if demanded is not None:
+            received = self._received(token, actors, last_actor)
+            if received is not None:
+                # "Ukraine received weapons from the US": the giver acts on the receiver.
+                entry, sources, targets, pronoun = received
+                code, direct = self.lexicon.code_for(entry, intent=intent), True
+            elif appeal is not None:
+                sources, targets, pronoun = appeal
+                code, direct, intent = self.lexicon.appeal_code, True, False
+            elif demanded is not None:
                 sources, targets, pronoun = demanded
                 code, direct, intent = self.lexicon.demand_code, True, False
             else:
                 sources, pronoun = self._sources(token, actors, last_actor)
                 targets, direct = self._targets(token, carrier, actors, entry)
+                if not sources and code[:2] in self.lexicon.reported_hostile_roots:
+                    sources = self._fired_from(token, actors)
+                    targets = [t for t in targets if all(t.key != s.key for s in sources)]
             if not sources:
                 continue
             if entry.weak and not direct:
@@ -183,12 +237,19 @@ class Coder:
             place_root = code[:2] in self.lexicon.place_target_roots or code == "036"
             if not targets and place_root and location is not None and location.country:
                 targets = [Actor(location.name, location.country, "GOV", location.country)]
-            pairs = [(s, t) for s in sources for t in targets if _distinct(s, t)]
+            pairs = [(s, t) for s in sources for t in targets if _pairable(s, t)]
             if not targets and len(sources) > 1:
-                pairs = [(s, t) for s in sources for t in sources if _distinct(s, t)]
+                pairs = [(s, t) for s in sources for t in sources if _pairable(s, t)]
                 direct = False
             if code in self.lexicon.symmetric_codes:
                 pairs += [(t, s) for s, t in pairs if (t, s) not in pairs]
+            if code[:2] in self.lexicon.reported_hostile_roots and not intent:
+                # Before requiring a target: "the US said Iraq attacked" accuses Iraq even when
+                # nobody attacked is named.
+                reported = self._reported_by(token, sources, pronoun, actors, last_actor)
+                if reported is not None:
+                    code, pairs = reported
+                    direct = False
             if not pairs:
                 continue
             action = self.codebook.action(code)
@@ -256,6 +317,238 @@ class Coder:
                     confidence=0.5 - (0.15 if pronoun else 0.0),
                 )
 
+    def _noun_events(self, sent: Span, actors: DocActors, published: date) -> Iterator[Mention]:
+        """Actions named by a noun or gerund with their actors attached: "Israeli tank shelling
+        in Gaza", "an attack by Russian troops on Kharkiv", "Russia's invasion of Ukraine"."""
+        seen: set[tuple[str, str, str]] = set()
+        for noun in sent:
+            entry = self._event_noun(noun)
+            if entry is None:
+                continue
+            sources = self._noun_sources(noun, actors)
+            if not sources:
+                continue
+            targets = [
+                a
+                for child in noun.children
+                if child.dep_ == "prep" and child.lower_ in _NOUN_TARGET_PREPS
+                for g in child.children
+                if g.dep_ == "pobj"
+                for a in _conjoined_actors(g, actors)
+            ]
+            location = self._location(noun) or self._place_of(noun)
+            if not targets and entry.code[:2] in self.lexicon.place_target_roots and location:
+                if location.country:
+                    targets = [Actor(location.name, location.country, "GOV", location.country)]
+            pairs = [(s, t) for s in sources for t in targets if _pairable(s, t)]
+            if not pairs:
+                continue
+            intent = any(c.lower_ in _PLANNED_MODIFIERS for c in noun.children)
+            code = self.lexicon.code_for(entry, intent=intent)
+            action = self.codebook.action(code)
+            event_date, planned = _event_dates(noun, sent, published, intent)
+            for source, target in pairs:
+                identity = (source.key, target.key, action.root)
+                if identity in seen:
+                    continue
+                seen.add(identity)
+                yield Mention(
+                    source=source,
+                    target=target,
+                    action=action,
+                    event_date=event_date,
+                    planned_date=planned if intent else None,
+                    location=location,
+                    sentence=sent.text.strip(),
+                    confidence=0.45,
+                )
+
+    def _event_noun(self, token: Token) -> LexiconEntry | None:
+        """The entry of an event noun ("shelling", "air strike"), meetings aside (see above)."""
+        if token.pos_ in ("NOUN", "PROPN"):
+            compounds = [c.lower_ for c in token.children if c.dep_ in ("compound", "amod")]
+            entry = (
+                next(
+                    (
+                        self.lexicon.nouns[f"{c} {token.lower_}"]
+                        for c in compounds
+                        if f"{c} {token.lower_}" in self.lexicon.nouns
+                    ),
+                    None,
+                )
+                or self.lexicon.nouns.get(token.lower_)
+                or self.lexicon.nouns.get(token.lemma_.lower())
+            )
+        elif token.lower_.endswith("ing") and not any(c.dep_ in _SUBJECTS for c in token.children):
+            # A gerund without a subject names the act rather than saying who did it.
+            entry = self.lexicon.verbs.get(self.lexicon.lemma(token))
+        else:
+            return None
+        if entry is None or entry.code[:2] == "04" or entry.weak:
+            return None
+        return entry
+
+    def _noun_sources(self, noun: Token, actors: DocActors) -> list[Actor]:
+        """Who acts in an event noun: "by X", "X's attack", or an actor word right before it."""
+        for child in noun.children:
+            if child.dep_ in ("prep", "agent") and child.lower_ == "by":
+                found = [
+                    a
+                    for g in child.children
+                    if g.dep_ == "pobj"
+                    for a in _conjoined_actors(g, actors)
+                ]
+                if found:
+                    return found
+            if child.dep_ == "poss":
+                found = _conjoined_actors(child, actors)
+                if found:
+                    return found
+        # The words before the noun in its phrase ("Israeli tank shelling"): the parser often
+        # attaches them elsewhere, so they are read by position.
+        index = noun.i - 1
+        while index >= noun.sent.start and noun.doc[index].pos_ in _MODIFIER_POS:
+            match = actors.token_match.get(index)
+            if match is not None:
+                actor = actors.actor_of(actors.doc[match.start : match.end].root)
+                if actor is not None:
+                    return [actor]
+            index -= 1
+        return []
+
+    def _place_of(self, token: Token) -> Location | None:
+        """The place of the clause a noun sits in ("were killed in shelling *in Gaza*")."""
+        head = token.head
+        while head.dep_ in ("pobj", "prep") and head.head.i != head.i:
+            head = head.head
+        return self._location(head) if head.i != token.i else None
+
+    def _announces_coded_act(
+        self, verb: Token, found_all: list[tuple[Token, tuple[LexiconEntry, Token] | None]]
+    ) -> bool:
+        """Whether ``verb`` only announces or refuses an act its complement codes ("agreed to
+        lift", "declined to release"): the complement is coded instead."""
+        lemma = self.lexicon.lemma(verb)
+        if lemma not in self.lexicon.intent_verbs and lemma not in self.lexicon.refusal_verbs:
+            return False
+        coded = {t.i for t, f in found_all if f is not None and not f[0].weak}
+        return any(c.dep_ == "xcomp" and c.i in coded for c in verb.children)
+
+    def _promises(self, verb: Token, carrier: Token) -> bool:
+        """ "offered talks", "pledged aid": a promising light verb announces its noun's act."""
+        return carrier.i != verb.i and self.lexicon.lemma(verb) in self.lexicon.promising_verbs
+
+    def _negated(self, verb: Token) -> bool:
+        """ "did not release", "declined / refused / failed to release"."""
+        if any(c.dep_ == "neg" for c in verb.children):
+            return True
+        return verb.dep_ == "xcomp" and self.lexicon.lemma(verb.head) in self.lexicon.refusal_verbs
+
+    def _requested_of_another(self, verb: Token) -> bool:
+        """Whether ``verb`` is what one party asks another to do ("X urges Y to V")."""
+        head = verb.head
+        infinitive = any(c.dep_ == "aux" and c.lower_ == "to" for c in verb.children)
+        # Only an infinitive is asked for: "told Y *that* Z will V" reports, it does not ask.
+        if verb.dep_ not in ("xcomp", "ccomp", "acl") or head.i == verb.i or not infinitive:
+            return False
+        if self.lexicon.lemma(head) not in self.lexicon.request_verbs:
+            return False
+        if verb.dep_ == "acl":
+            # "faces pressure to help Iran", "calls for Russia to withdraw": a request noun.
+            return True
+        asked = [c for c in head.children if c.dep_ in ("dobj", "dative")]
+        asked += [c for c in verb.children if c.dep_ in _SUBJECTS]
+        return bool(asked)
+
+    def _fired_from(self, verb: Token, actors: DocActors) -> list[Actor]:
+        """ "Rockets were fired at Israel from Lebanon": with no agent, force used from a
+        country's ground is that country's."""
+        if not any(c.dep_ == "nsubjpass" for c in verb.children):
+            return []
+        return [
+            a
+            for c in verb.children
+            if c.dep_ == "prep" and c.lower_ == "from"
+            for g in c.children
+            if g.dep_ == "pobj"
+            for a in _conjoined_actors(g, actors)
+        ]
+
+    def _received(
+        self, verb: Token, actors: DocActors, last_actor: Actor | None
+    ) -> tuple[LexiconEntry, list[Actor], list[Actor], bool] | None:
+        """ "Y received weapons / aid / assurances from X": the noun's act, done by X to Y."""
+        if self.lexicon.lemma(verb) not in self.lexicon.receiving_verbs:
+            return None
+        entry = next(
+            (
+                found
+                for c in verb.children
+                if c.dep_ == "dobj"
+                for found in (self.lexicon.nouns.get(c.lower_), self.lexicon.nouns.get(c.lemma_))
+                if found is not None
+            ),
+            None,
+        )
+        objects = [c for c in verb.children if c.dep_ == "dobj"]
+        givers = [
+            a
+            # "from X" hangs on the verb or, as often parsed, on its object.
+            for c in [*verb.children, *(g for o in objects for g in o.children)]
+            if c.dep_ == "prep" and c.lower_ == "from"
+            for g in c.children
+            if g.dep_ == "pobj"
+            for a in _conjoined_actors(g, actors)
+        ]
+        if entry is None or not givers:
+            return None
+        receivers, pronoun = self._sources(verb, actors, last_actor)
+        if not receivers:
+            return None
+        return entry, givers, receivers, pronoun
+
+    def _wanted_of(
+        self, verb: Token, actors: DocActors, last_actor: Actor | None
+    ) -> tuple[list[Actor], list[Actor], bool] | None:
+        """ "X wants Y to V" with an uncoded outer verb: (X, Y) as appealing and appealed to."""
+        head = verb.head
+        if self._lexicon_entry(head) is not None or verb.dep_ == "acl":
+            return None
+        asked = [c for c in head.children if c.dep_ in ("dobj", "dative")]
+        asked += [c for c in verb.children if c.dep_ in _SUBJECTS]
+        targets = [a for c in asked for a in _conjoined_actors(c, actors)]
+        sources, pronoun = self._sources(head, actors, last_actor)
+        if not targets or not sources:
+            return None
+        return sources, targets, pronoun
+
+    def _reported_by(
+        self,
+        verb: Token,
+        perpetrators: list[Actor],
+        pronoun: bool,
+        actors: DocActors,
+        last_actor: Actor | None,
+    ) -> tuple[str, list[tuple[Actor, Actor]]] | None:
+        """A hostile act reported by an actor ("X said Y attacked Z"): X accuses Y, or X claims
+        responsibility when X is Y. None when nobody reports the act."""
+        head = verb.head
+        if verb.dep_ != "ccomp" or self.lexicon.lemma(head) not in self.lexicon.reporting_verbs:
+            return None
+        reporters, _ = self._sources(head, actors, last_actor)
+        if not reporters:
+            return None
+        keys = {p.key for p in perpetrators}
+        if any(r.key in keys for r in reporters):
+            if not pronoun:
+                # "The US launched a strike, the US command said": the report only attributes.
+                return None
+            targets, _ = self._targets(verb, verb, actors, LexiconEntry(code=""))
+            claim = [(r, t) for r in reporters for t in targets if _pairable(r, t)]
+            return self.lexicon.claim_code, claim
+        accused = [(r, p) for r in reporters for p in perpetrators if _pairable(r, p)]
+        return self.lexicon.accusation_code, accused
+
     def _demand(
         self, verb: Token, actors: DocActors, last_actor: Actor | None
     ) -> tuple[list[Actor], list[Actor], bool] | None:
@@ -302,7 +595,7 @@ class Coder:
                     continue
                 event_date, _ = _event_dates(verb, sent, published, False)
                 for source in sources:
-                    if _distinct(source, target):
+                    if _pairable(source, target):
                         yield Mention(
                             source=source,
                             target=target,
@@ -319,11 +612,16 @@ class Coder:
         """The lexicon entry a verb codes to, and the token whose dependents hold the target."""
         if token.pos_ not in ("VERB", "AUX"):
             return None
-        lemma = token.lemma_.lower()
+        lemma = self.lexicon.lemma(token)
         verbs = self.lexicon.verbs
         for child in token.children:
             if child.dep_ in ("prt", "prep"):
                 phrase = verbs.get(f"{lemma} {child.lower_}")
+                if phrase is not None:
+                    return phrase, token
+            if child.dep_ == "xcomp":
+                # "declined to comment": the verb and its complement name one act.
+                phrase = verbs.get(f"{lemma} {child.lemma_.lower()}")
                 if phrase is not None:
                     return phrase, token
             if child.dep_ == "dobj":
@@ -340,18 +638,26 @@ class Coder:
                         ),
                         None,
                     )
-                    if noun is None:
-                        noun = self.lexicon.nouns.get(child.lemma_.lower())
+                    # The word as written first: "talks" (negotiations) is not "talk".
                     if noun is None:
                         noun = self.lexicon.nouns.get(child.lower_)
+                    if noun is None:
+                        noun = self.lexicon.nouns.get(child.lemma_.lower())
                     if noun is not None:
                         return noun, child
         entry = verbs.get(lemma)
         if entry is None:
+            if token.dep_ == "ccomp" and any(
+                c.dep_ == "aux" and c.lower_ in self.lexicon.demand_modals for c in token.children
+            ):
+                # "X said Y must drop barriers": a demand whatever the verb (see _demand).
+                return LexiconEntry(code=self.lexicon.demand_code), token
             return None
         if entry.preps and not any(
             c.dep_ == "prep" and c.lower_ in entry.preps for c in token.children
         ):
+            return None
+        if entry.needs_complement and not any(c.dep_ == "xcomp" for c in token.children):
             return None
         return entry, token
 
@@ -359,46 +665,72 @@ class Coder:
         self, verb: Token, actors: DocActors, last_actor: Actor | None
     ) -> tuple[list[Actor], bool]:
         """The acting actors: the verb's subject, else that of the clause it depends on."""
+        if verb.lower_.endswith("ing") and not any(c.dep_ in _SUBJECTS for c in verb.children):
+            # "died in Russian artillery shelling": a gerund's own modifiers name its doer
+            # before the clause it hangs from does.
+            own = self._noun_sources(verb, actors)
+            if own:
+                return own, False
         node: Token | None = verb
         hops = 0
+        climbed_from: Token | None = None
         while node is not None and hops < 4:
             passive = any(c.dep_ == "nsubjpass" for c in node.children)
+            agents = [
+                g
+                for c in node.children
+                if c.dep_ == "agent"
+                for g in c.children
+                if g.dep_ == "pobj"
+            ]
+            if agents and node.i == verb.i:
+                # "victims killed by the crash": the "by" phrase is the doer, actor or not.
+                return [a for g in agents for a in _conjoined_actors(g, actors)], False
             if passive:
-                agents = [
-                    g
-                    for c in node.children
-                    if c.dep_ == "agent"
-                    for g in c.children
-                    if g.dep_ == "pobj"
-                ]
                 found = [a for g in agents for a in _conjoined_actors(g, actors)]
                 if found:
                     return found, False
+                if climbed_from is not None and climbed_from.dep_ == "xcomp" and not agents:
+                    # "Obama is scheduled / expected / set to attend": the passive subject of
+                    # the governing verb does what its complement says.
+                    patient = next(c for c in node.children if c.dep_ == "nsubjpass")
+                    found = _conjoined_actors(patient, actors)
+                    if found:
+                        return found, False
+                if climbed_from is None:
+                    # "A bomb was fired at X, Israel said": a passive with no agent does not say
+                    # who acted, and the reporting clause's subject is not the doer.
+                    return [], False
             for child in node.children:
                 if child.dep_ in _SUBJECTS and not passive:
                     if child.lower_ in _PRONOUNS:
                         resolved = self._resolve_pronoun(node, actors, last_actor)
-                        return ([resolved], True) if resolved is not None else ([], True)
+                        if child.lower_ in _PLURAL_PRONOUNS and resolved:
+                            return resolved, True
+                        return resolved[:1], True
                     found = _conjoined_actors(child, actors)
                     return found, False
             if node.dep_ not in _CLIMB_DEPS or node.head.i == node.i:
                 break
+            climbed_from = node
             node = node.head
             hops += 1
         return [], False
 
     def _resolve_pronoun(
         self, verb: Token, actors: DocActors, last_actor: Actor | None
-    ) -> Actor | None:
+    ) -> list[Actor]:
+        """The governing clause's subject actors ("Obama and Putin said *they* ..."), else the
+        article's last subject actor."""
         node = verb
         while node.head.i != node.i:
             node = node.head
             for child in node.children:
                 if child.dep_ in ("nsubj",) and child.lower_ not in _PRONOUNS:
-                    actor = actors.actor_of(child)
-                    if actor is not None:
-                        return actor
-        return last_actor
+                    found = _conjoined_actors(child, actors)
+                    if found:
+                        return found
+        return [last_actor] if last_actor is not None else []
 
     def _targets(
         self, verb: Token, carrier: Token, actors: DocActors, entry: LexiconEntry
@@ -439,7 +771,20 @@ class Coder:
         for child in [*verb.children, *(g for o in objects for g in o.children)]:
             if child.dep_ == "prep" and child.lower_ == "in":
                 for place in child.children:
-                    if place.dep_ == "pobj" and place.ent_type_ in ("GPE", "LOC", "FAC"):
+                    if place.dep_ != "pobj":
+                        continue
+                    # "in the east of the Gaza Strip": the named place is in the "of" phrase.
+                    place = next(
+                        (
+                            g
+                            for c in place.children
+                            if c.dep_ == "prep" and c.lower_ == "of"
+                            for g in c.children
+                            if g.dep_ == "pobj"
+                        ),
+                        place,
+                    )
+                    if place.ent_type_ in ("GPE", "LOC", "FAC"):
                         name = " ".join(t.text for t in place.subtree if t.ent_type_)
                         name = name or place.text
                         return Location(name, self.actors.country_of(name))
@@ -450,6 +795,12 @@ def _conjoined_actors(head: Token, actors: DocActors) -> list[Actor]:
     """``head`` and its conjuncts as actors ("Britain and France" -> two)."""
     found: list[Actor] = []
     members = [head, *head.conjuncts]
+    match = actors.token_match.get(head.i)
+    if match is not None:
+        # "Barack Obama and Vladimir Putin": the parser may hang the conjunct on another word
+        # of the name than the one it calls the head.
+        for token in actors.doc[match.start : match.end]:
+            members.extend(c for c in token.conjuncts if c not in members)
     for child in head.children:
         # "The US, Russia, and Switzerland": the parser often reads the list as an apposition.
         if child.dep_ == "appos" and any(c.dep_ == "cc" for c in child.children):
@@ -480,10 +831,13 @@ def _coordinated_countries(head: Token, actor: Actor, actors: DocActors) -> list
     return extra
 
 
-def _distinct(source: Actor, target: Actor) -> bool:
-    """Different actors: another country, or another part of the same one (opposition vs GOV)."""
-    return source.key != target.key or (
-        source.role != target.role and "GOV" in (source.role, target.role)
+def _pairable(source: Actor, target: Actor) -> bool:
+    """Different actors -- another country, or another part of the same one (opposition vs
+    GOV) -- of which at least one is placed: "insurgents killed people" says nothing coded."""
+    known = any(a.country or a.role == "IGO" or a.entity for a in (source, target))
+    return known and (
+        source.key != target.key
+        or (source.role != target.role and "GOV" in (source.role, target.role))
     )
 
 

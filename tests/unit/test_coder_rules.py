@@ -1,0 +1,166 @@
+"""The coder's general rules, each on sentences written for the test (not from the eval sets)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from services.coder.actors import DocActors
+from services.coder.coding import ALL_ROOTS, Coder, load_pipeline
+
+MONDAY = date(2025, 3, 17)
+
+
+@pytest.fixture(scope="module")
+def coder() -> Coder:
+    return Coder(load_pipeline(), scope_roots=ALL_ROOTS)
+
+
+def coded(coder: Coder, sentence: str) -> set[tuple[str, str, str]]:
+    return {
+        (m.source.cameo_code, m.target.cameo_code, m.action.cameo_code)
+        for m in coder.code_sentence(sentence, MONDAY)
+    }
+
+
+def test_names_match_in_any_case_but_acronyms_and_ordinary_words_do_not(coder: Coder) -> None:
+    assert coded(coder, "president macron condemned russia on Monday.") == {
+        ("FRAGOV", "RUS", "111")
+    }
+    doc = coder.nlp("They ate rice and turkey with us in china.")
+    assert DocActors(doc, coder.actors, on=MONDAY).matches == []
+
+
+def test_groups_carry_their_country_role_and_code(coder: Coder) -> None:
+    assert coded(coder, "Hezbollah fired rockets at Israel on Sunday.") == {
+        ("LBNREBHEZ", "ISR", "190")
+    }
+
+
+def test_a_place_stands_in_for_the_target_of_a_show_of_force(coder: Coder) -> None:
+    assert coded(coder, "Russian troops held exercises in Alaska.") == {("RUSMIL", "USA", "150")}
+
+
+def test_an_event_noun_takes_its_doer_from_the_words_before_it(coder: Coder) -> None:
+    sentence = "Three people died in Russian artillery shelling in the east of Kharkiv on Monday."
+    assert coded(coder, sentence) == {("RUS", "UKR", "194")}
+
+
+def test_the_passive_subject_of_expected_to_is_the_doer(coder: Coder) -> None:
+    assert coded(coder, "Macron is expected to visit Berlin on Friday.") == {
+        ("FRAGOV", "DEUGOV", "036")
+    }
+
+
+def test_a_reported_attack_is_an_accusation_and_ones_own_a_claim(coder: Coder) -> None:
+    assert coded(coder, "Ukraine said Russia attacked Kharkiv overnight.") == {
+        ("UKR", "RUS", "112")
+    }
+    assert coded(coder, "Hamas said it fired rockets at Israel.") == {("PSEREBHMS", "ISR", "015")}
+
+
+def test_an_attack_attributed_by_its_own_side_stays_an_attack(coder: Coder) -> None:
+    sentence = "The United States bombed Iraq on Monday, the Pentagon said."
+    assert {c for _, _, c in coded(coder, sentence)} == {"195"}
+
+
+def test_an_agentless_passive_names_no_doer(coder: Coder) -> None:
+    assert coded(coder, "A missile was fired at Kyiv, Ukraine said.") == set()
+
+
+def test_an_announced_attack_is_a_threat(coder: Coder) -> None:
+    assert coded(coder, "Iran will attack Israel.") == {("IRN", "ISR", "138")}
+
+
+def test_an_act_asked_of_another_is_an_appeal_not_the_act(coder: Coder) -> None:
+    assert coded(coder, "France urged Russia to withdraw from Ukraine.") == {("FRA", "RUS", "020")}
+
+
+def test_an_announcing_verb_gives_way_to_the_act_it_announces(coder: Coder) -> None:
+    assert coded(coder, "Russia agreed to withdraw its troops from Ukraine.") == {
+        ("RUS", "UKR", "0356")
+    }
+
+
+def test_no_event_when_neither_side_is_placed(coder: Coder) -> None:
+    assert coded(coder, "Rebels killed civilians overnight.") == set()
+
+
+def test_a_hyphenated_affiliation_is_not_the_actor(coder: Coder) -> None:
+    assert coded(coder, "Russian-backed separatists attacked Ukrainian troops.") == {
+        ("---REB", "UKRMIL", "190")
+    }
+
+
+def test_an_act_under_a_request_noun_is_not_done(coder: Coder) -> None:
+    assert coded(coder, "Germany faces pressure to send weapons to Ukraine.") == set()
+
+
+def test_holding_talks_is_negotiating_as_the_cameo_manual_has_it(coder: Coder) -> None:
+    assert coded(coder, "France held talks with Germany on Monday.") == {
+        ("FRA", "DEU", "046"),
+        ("DEU", "FRA", "046"),
+    }
+
+
+def test_said_must_is_a_demand_whatever_the_inner_verb(coder: Coder) -> None:
+    assert coded(coder, "France said Russia must drop its claims.") == {("FRA", "RUS", "100")}
+
+
+def test_wanting_another_to_act_is_an_appeal_to_it(coder: Coder) -> None:
+    assert coded(coder, "Washington wants Kyiv to sign the minerals deal.") == {
+        ("USAGOV", "UKRGOV", "020")
+    }
+
+
+def test_they_after_a_compound_subject_is_every_member(coder: Coder) -> None:
+    assert coded(coder, "Britain and France said they would attack Syria.") == {
+        ("GBR", "SYR", "138"),
+        ("FRA", "SYR", "138"),
+    }
+
+
+def test_a_reported_attack_accuses_even_without_a_named_target(coder: Coder) -> None:
+    assert coded(coder, "Ukraine said Russia attacked overnight.") == {("UKR", "RUS", "112")}
+
+
+def test_receiving_from_a_giver_is_the_givers_act(coder: Coder) -> None:
+    assert coded(coder, "Ukraine received air defence weapons from Germany on Monday.") == {
+        ("DEU", "UKR", "072")
+    }
+
+
+def test_force_used_from_a_country_is_that_countrys(coder: Coder) -> None:
+    assert coded(coder, "Rockets were fired at Israel from Lebanon on Sunday.") == {
+        ("LBN", "ISR", "190")
+    }
+    assert coded(coder, "Israel said rockets were fired at it from Lebanon.") == {
+        ("ISR", "LBN", "112")
+    }
+
+
+def test_a_by_phrase_names_the_doer_even_when_it_is_no_actor(coder: Coder) -> None:
+    sentence = "Germany sent experts to identify victims killed by the storm in Greece."
+    assert {c[:2] for _, _, c in coded(coder, sentence)} == set()
+
+
+def test_met_with_is_one_way_held_talks_both(coder: Coder) -> None:
+    assert coded(coder, "Macron met with Scholz in Berlin.") == {("FRAGOV", "DEUGOV", "040")}
+
+
+def test_protesting_in_a_place_is_demonstrating_against_denouncing(coder: Coder) -> None:
+    assert {c for _, _, c in coded(coder, "Iranian students protested in Tehran on Monday.")} == {
+        "141"
+    }
+    assert coded(coder, "France protested against Russia's decision.") == {("FRA", "RUS", "111")}
+
+
+def test_decline_codes_only_with_an_infinitive(coder: Coder) -> None:
+    assert coded(coder, "Iran declined to release the French hostages.") == {("IRN", "FRA", "120")}
+    assert coded(coder, "Japan's Nikkei declined while South Korea's Kospi fell.") == set()
+
+
+def test_a_promising_light_verb_announces_its_nouns_act(coder: Coder) -> None:
+    assert coded(coder, "Germany pledged military aid to Ukraine.") == {("DEU", "UKR", "0332")}
+    assert coded(coder, "The US imposed sanctions on Iran.") == {("USA", "IRN", "163")}
