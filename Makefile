@@ -56,7 +56,10 @@ bench: ## list the benchmarks (run one with make bench-<name>)
 bench-%: install
 	$(PY) -m bench.$(subst -,_,$*)
 
+soak: install ## the whole pipeline at 50% of its maximum load for WIREWATCH_SOAK_SECONDS (1800; not in CI)
+	$(PY) -m bench.e2e --soak
+
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install prometheus run lint format test-unit test bench clean
+.PHONY: help install prometheus run lint format test-unit test bench soak clean
