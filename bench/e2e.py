@@ -442,7 +442,7 @@ def coder_finished(metrics_text: str) -> float:
 
 def start_services(
     bootstrap: str, base: str, workdir: Path, *, dedup_window_hours: float
-) -> tuple[list[Service], Path]:
+) -> list[Service]:
     feeds_file = workdir / "feeds.yaml"
     feeds_file.write_text(
         "feeds:\n"
@@ -465,16 +465,17 @@ def start_services(
     services = []
     for name in SERVICES:
         port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            env=dict(env, **{f"WIREWATCH_{name.upper()}_METRICS_PORT": str(port)}),
-            stdout=(workdir / f"{name}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            # Each in its own session, as deployed services run apart from one another.
-            start_new_session=True,
-        )
+        with (workdir / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                env=dict(env, **{f"WIREWATCH_{name.upper()}_METRICS_PORT": str(port)}),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Each in its own session, as deployed services run apart from one another.
+                start_new_session=True,
+            )
         services.append(Service(name, process, port))
-    return services, feeds_file
+    return services
 
 
 def stop_services(services: list[Service]) -> None:
@@ -714,26 +715,26 @@ def main() -> int:
                         pipeline_topics(TopicNames()),
                     )
                 )
-                services, _ = start_services(
+                services = start_services(
                     broker.bootstrap_servers,
                     base,
                     workdir,
                     dedup_window_hours=SOAK_WINDOW_HOURS if args.soak else BENCH_WINDOW_HOURS,
                 )
-                for service in services:
-                    wait_ready(service.name, service.metrics_port, service.process, timeout=180)
-                assert broker.process is not None and server.pid is not None
-                pids = [s.process.pid for s in services] + [broker.process.pid, server.pid]
-                bench = Bench(broker.bootstrap_servers, base, services, pids)
                 try:
+                    for service in services:
+                        wait_ready(service.name, service.metrics_port, service.process, 180)
+                    assert broker.process is not None and server.pid is not None
+                    pids = [s.process.pid for s in services] + [broker.process.pid, server.pid]
+                    bench = Bench(broker.bootstrap_servers, base, services, pids)
                     ok = asyncio.run(run(bench, pages, cycle, args.soak))
                 finally:
-                    stop_services(services)
-                    print(f"service logs: {workdir} (kept only with BENCH_E2E_LOG_DIR)")
+                    stop_services(services)  # while the broker is still there to drain into
         finally:
             stop_services(services)
             server.terminate()
             server.join(10)
+            print(f"service logs: {workdir} (kept only with BENCH_E2E_LOG_DIR)")
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
