@@ -13,7 +13,7 @@ help: ## list the targets
 		awk 'BEGIN {FS = ":.*## "}; {printf "  %-24s %s\n", $$1, $$2}'
 	@echo "  bench-<name>             run bench/<name>.py (dashes become underscores):"
 	@ls bench/*.py 2>/dev/null | sed -e 's|bench/||' -e 's|\.py$$||' -e 's|_|-|g' \
-		-e '/^--init--$$/d' -e '/^evaldata$$/d' -e 's|^|                             bench-|'
+		-e '/^--init--$$/d' -e '/^evaldata$$/d' -e '/^processes$$/d' -e 's|^|                             bench-|'
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: wirewatch needs Python 3.11"; exit 1; }
@@ -51,12 +51,15 @@ test: install prometheus lint ## install everything, lint, type-check, run all t
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: ## list the benchmarks (run one with make bench-<name>)
-	@ls bench/*.py | sed -e 's|bench/||' -e 's|\.py$$||' -e 's|_|-|g' -e '/^--init--$$/d' -e '/^evaldata$$/d' -e 's|^|make bench-|'
+	@ls bench/*.py | sed -e 's|bench/||' -e 's|\.py$$||' -e 's|_|-|g' -e '/^--init--$$/d' -e '/^evaldata$$/d' -e '/^processes$$/d' -e 's|^|make bench-|'
 
 bench-%: install
 	$(PY) -m bench.$(subst -,_,$*)
 
+soak: install ## the whole pipeline at 50% of its maximum load for WIREWATCH_SOAK_SECONDS (1800; not in CI)
+	$(PY) -m bench.e2e --soak
+
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install prometheus run lint format test-unit test bench clean
+.PHONY: help install prometheus run lint format test-unit test bench soak clean

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from aiohttp import web
 
 from bench.evaldata import eval_dir
 from bench.extract_quality import load_pages
+from bench.processes import tree_cpu_seconds, wait_ready
 from services.common.broker import EmbeddedBroker, free_port
 from services.common.kafka import make_consumer, make_producer
 from services.common.metrics import bound_port
@@ -49,33 +49,6 @@ def bare_loop(bodies: list[bytes]) -> tuple[float, float]:
     return len(bodies) / wall, (time.process_time() - cpu) / wall
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU time a process and its descendants have run so far (Linux ``schedstat``).
-
-    Printed beside the rates because the machine is shared: with the kernel's autogroup
-    scheduling a whole session gets one fair share, however many processes it runs.
-    """
-    children: dict[int, list[int]] = {}
-    running: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            sched = Path(f"/proc/{entry}/schedstat").read_text().split()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry))
-        running[int(entry)] = int(sched[0]) / 1e9
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        total += running.get(pid, 0.0)
-        todo.extend(children.get(pid, []))
-    return total
-
-
 async def serve_pages(pages: dict[str, bytes]) -> tuple[web.AppRunner, str]:
     async def page(request: web.Request) -> web.Response:
         return web.Response(body=pages[request.match_info["id"]], content_type="text/html")
@@ -87,21 +60,6 @@ async def serve_pages(pages: dict[str, bytes]) -> tuple[web.AppRunner, str]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     return runner, f"http://127.0.0.1:{bound_port(site)}"
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"extractor exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("extractor not ready in time")
 
 
 async def measure(bootstrap: str, pages: dict[str, bytes], log: Path) -> list[tuple[float, float]]:
@@ -143,7 +101,7 @@ async def measure(bootstrap: str, pages: dict[str, bytes], log: Path) -> list[tu
     bodies = [body for _ in range(COPIES) for body in pages.values()]
     results = []
     try:
-        await asyncio.to_thread(wait_ready, metrics_port, process)
+        await asyncio.to_thread(wait_ready, "extractor", metrics_port, process)
         await consumer.start()
         await producer.start()
         for round_number in range(ROUNDS):

@@ -65,7 +65,8 @@ def _absolute(words: list[str], published: date) -> date | None:
         day = None
         year = published.year
         for other in words[max(0, i - 2) : i + 4]:
-            if other.isdigit() and 1 <= int(other) <= 31 and day is None:
+            # isdecimal, not isdigit: "²" is a digit that int() refuses.
+            if other.isdecimal() and 1 <= int(other) <= 31 and day is None:
                 day = int(other)
             elif _YEAR.match(other):
                 year = int(other)

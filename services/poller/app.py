@@ -290,6 +290,13 @@ class Poller:
                 extra={"feed_url": state.url, "bozo_exception": parsed.bozo_exception},
             )
         if parsed.looks_broken:
+            if parsed.bozo_exception is None:
+                logger.warning(
+                    "feed %s (%s) is not a feed: no RSS, Atom or CDF document and no entries",
+                    feed.name,
+                    state.url,
+                    extra={"feed_url": state.url},
+                )
             return await self._failed(feed, state, "200")
         emitted, dead = await self._emit_new(feed, state, parsed, response.url)
         state.etag = response.headers.get("ETag")

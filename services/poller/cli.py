@@ -45,6 +45,8 @@ def run_parse_feed(args: argparse.Namespace) -> int:
     parsed = parse_feed(args.file.read_bytes(), url=url)
     if parsed.bozo_exception:
         print(f"malformed feed: {parsed.bozo_exception}: {parsed.bozo_message}", file=sys.stderr)
+    elif parsed.looks_broken:
+        print("not a feed: no RSS, Atom or CDF document and no entries", file=sys.stderr)
     now = datetime.now(UTC)
     for entry in parsed.entries:
         if entry.url is None:

@@ -57,8 +57,19 @@ class ParsedFeed:
 
     @property
     def looks_broken(self) -> bool:
-        """Malformed and nothing recovered: the poll counts as a failure of the feed."""
-        return self.bozo_exception is not None and not self.entries and not self.version
+        """No feed format recognised and nothing recovered: the poll counts as a failure.
+
+        Well-formed XML that is no feed (a catalogue, a sitemap) is broken too although
+        feedparser raises no complaint about it.
+        """
+        return not self.entries and not self.version
+
+    @property
+    def problem(self) -> str | None:
+        """Why the body is not a clean feed: feedparser's exception class, or ``not_a_feed``."""
+        if self.bozo_exception is not None:
+            return self.bozo_exception
+        return "not_a_feed" if self.looks_broken else None
 
 
 def canonicalize_url(link: str | None, *, base: str | None = None) -> str | None:

@@ -100,7 +100,9 @@ async def read_history(url: str, fetch_settings: FetchSettings, *, max_pages: in
                 continue
             parsed = parse_feed(result.body, url=result.url, headers=dict(result.headers))
             if parsed.looks_broken:
-                history.failures.append((page_url, f"not a feed: {parsed.bozo_message}"))
+                history.failures.append(
+                    (page_url, f"not a feed: {parsed.bozo_message or parsed.problem}")
+                )
                 continue
             if not history.pages:
                 history.title = parsed.title

@@ -420,3 +420,52 @@ async def test_feeds_on_one_host_are_spaced_and_limited_per_host(
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     # Sent 0.5 s apart; arrival times jitter (the first request also opens the connection).
     assert min(gaps) >= 0.35 and starts[-1] - starts[0] >= 1.4, gaps
+
+
+async def test_a_sample_of_every_suite_and_every_non_feed_go_through_a_real_poll(
+    kafka_settings: KafkaSettings,
+    unique_topic: str,
+    eval_dir: Path,
+    serve_directory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The in-process sweep (tests/unit/test_input_sweep.py) parses all 2,231 files; here every
+    dozen of each suite, and every well-formed document that is no feed, are fetched over HTTP
+    by the real poller and sent to the broker."""
+    feeds_dir = eval_dir / "feeds"
+    records = jsonl(feeds_dir / "manifest.jsonl")
+    not_feeds = [r for r in records if not r["version"] and not r["bozo"] and not r["n_entries"]]
+    suites: dict[str, list[dict]] = {}
+    for record in records:
+        suites.setdefault(record["suite"], []).append(record)
+    # About a dozen files of each of the four suites, spread over the suite's files.
+    sample = [r for rows in suites.values() for r in rows[:: max(1, len(rows) // 12)]]
+    sample += [r for r in not_feeds if r not in sample]
+    assert len(not_feeds) >= 5 and len(suites) == 4
+    base = serve_directory(feeds_dir)
+    feeds = [FeedSpec(url=f"{base}/{r['path']}", name=f"sweep-{n}") for n, r in enumerate(sample)]
+    rig = await make_rig(kafka_settings, feeds, topic=unique_topic)
+    with caplog.at_level(logging.WARNING, logger="services.poller.app"):
+        try:
+            results = await rig.poller.poll_round()
+        finally:
+            await rig.close()
+
+    records_out = await read_topic(kafka_settings, unique_topic)
+    per_feed = Counter(json.loads(record.value)["feed_url"] for record in records_out)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(results) == len(sample)
+    for feed, record, result in zip(feeds, sample, results, strict=True):
+        body = (feeds_dir / record["path"]).read_bytes()
+        assert result.outcome == "200", record["path"]
+        # Sent or dead-lettered (no http(s) link), each distinct entry once.
+        handled = result.emitted + result.dead_lettered
+        assert per_feed[feed.url] == result.emitted, record["path"]
+        assert linked_entry_count(body) <= handled, record["path"]
+        assert handled <= len(feedparser.parse(unpacked(body)).entries), record["path"]
+        failures = rig.metric("wirewatch_poller_feed_consecutive_failures", feed=feed.name)
+        if record in not_feeds:
+            assert failures == 1, record["path"]
+            assert any("is not a feed" in m and feed.url in m for m in messages), record["path"]
+        elif record["n_entries"]:
+            assert failures == 0 and result.emitted + result.dead_lettered > 0, record["path"]

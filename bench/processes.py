@@ -1,0 +1,87 @@
+"""What the benchmarks read about the service processes they start: CPU, memory, readiness.
+
+Everything comes from Linux ``/proc`` and the services' own ``/readyz``, so the figures are
+those of the real processes (a service's worker processes included), not estimates.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+
+def _process_table() -> dict[int, list[int]]:
+    """Children of every process, from ``/proc/<pid>/stat``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry))
+    return children
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and its descendants that are alive now."""
+    children = _process_table()
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time a process and its descendants have run so far (Linux ``schedstat``).
+
+    Printed beside the rates because the machine is shared: with the kernel's autogroup
+    scheduling a whole session gets one fair share, however many processes it runs.
+    """
+    total = 0.0
+    for pid in process_tree(root):
+        try:
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of a process and its descendants now (``VmRSS``), in MB."""
+    total_kb = 0
+    for pid in process_tree(root):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total_kb += int(line.split()[1])
+                break
+    return total_kb / 1024
+
+
+def wait_ready(
+    name: str, port: int, process: subprocess.Popen[bytes], timeout: float = 120
+) -> None:
+    """Until the service's ``/readyz`` answers 200; exits the benchmark if it dies or hangs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{name} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{name} not ready in {timeout:.0f}s")
