@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from services.common.settings import KafkaSettings
 
@@ -43,6 +44,34 @@ def faust_data_root() -> str:
     )
     os.makedirs(root, exist_ok=True)
     return root
+
+
+class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer with the app's fetch wait (Faust fixes it at 1.5 s)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka hands this to its fetcher when the consumer starts, which is after this.
+        consumer._fetch_max_wait_ms = cast("WirewatchFaustApp", self.app).fetch_max_wait_ms
+        return consumer
+
+
+class _PromptFetchConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> Any:
+        return _PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _PromptFetchTransport(faust_aiokafka.Transport):
+    Consumer = _PromptFetchConsumer
+
+
+class WirewatchFaustApp(faust.App):
+    """A Faust app whose consumers wait ``fetch_max_wait_ms`` for data, not Faust's 1.5 s."""
+
+    fetch_max_wait_ms = 1500
+
+    def _new_transport(self) -> Any:
+        return _PromptFetchTransport(self.conf.broker_consumer, self)
 
 
 def make_faust_app(
@@ -83,4 +112,6 @@ def make_faust_app(
         options["loghandlers"] = root_handlers
         options["logging_config"] = {"version": 1, "disable_existing_loggers": False}
     options.update(overrides)
-    return faust.App(app_id, **options)
+    app = WirewatchFaustApp(app_id, **options)
+    app.fetch_max_wait_ms = kafka.fetch_max_wait_ms
+    return app

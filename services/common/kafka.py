@@ -65,6 +65,7 @@ def make_consumer(
         "session_timeout_ms": kafka.session_timeout_ms,
         "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
         "max_poll_interval_ms": 300_000,
+        "fetch_max_wait_ms": kafka.fetch_max_wait_ms,
         "fetch_max_bytes": 16 * 1024 * 1024,
         "max_partition_fetch_bytes": 4 * 1024 * 1024,
     }
