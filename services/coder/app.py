@@ -259,10 +259,11 @@ async def _aggregate_one(service: CoderService, store: EventStore, event: Any) -
         events_topic, update.event, key=update.event["event_id"], headers=headers
     )
     await future
-    if update.replaces is not None:
-        # The event's id moved to an earlier anchor date: delete the old key (compaction).
+    for replaced in update.replaces:
+        # The event's id moved to an earlier anchor date, or events joined: delete the old keys
+        # (compaction).
         tombstone = await producer.producer.send(
-            events_topic, None, key=update.replaces.encode(), headers=list(headers)
+            events_topic, None, key=replaced.encode(), headers=list(headers)
         )
         await tombstone
     commit()
