@@ -30,6 +30,11 @@ FIRST_SEEN_HEADER = "wirewatch-first-seen"
 
 Headers = list[tuple[str, bytes]]
 
+# A dead letter carries the original bytes base64-encoded (4/3 the size) beside its own fields;
+# keeping at most 1 MiB of them keeps it well under the producers' 4 MiB request cap, so a huge
+# poison message still gets its dead letter instead of failing the send (and the service).
+MAX_DEAD_LETTER_ORIGINAL_BYTES = 1024 * 1024
+
 # Headers that travel with a message through every stage of the pipeline.
 PROPAGATED_HEADERS = (TRACE_HEADER, FIRST_SEEN_HEADER)
 
@@ -162,6 +167,10 @@ class DeadLetter:
             original, key = record.value, record.key
             topic, partition, offset = record.topic, record.partition, record.offset
         raw, raw_key = original, key
+        details = dict(self.details or {})
+        if raw is not None and len(raw) > MAX_DEAD_LETTER_ORIGINAL_BYTES:
+            details.update(original_bytes=len(raw), original_truncated=True)
+            raw = raw[:MAX_DEAD_LETTER_ORIGINAL_BYTES]
         message: dict[str, Any] = {
             "schema": schemas.DEAD_LETTER,
             "reason": self.reason,
@@ -175,8 +184,8 @@ class DeadLetter:
             "original_b64": base64.b64encode(raw).decode() if raw is not None else None,
             "attempts": self.attempts,
         }
-        if self.details:
-            message["details"] = dict(self.details)
+        if details:
+            message["details"] = details
         return message
 
 

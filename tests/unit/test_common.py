@@ -5,11 +5,14 @@ from types import SimpleNamespace
 
 from pydantic import SecretStr
 
+from services.common import schemas
 from services.common.kafka import (
     FIRST_SEEN_HEADER,
+    MAX_DEAD_LETTER_ORIGINAL_BYTES,
     TRACE_HEADER,
     DeadLetter,
     decode_record,
+    encode_json,
     propagate_headers,
 )
 from services.common.logging import JsonFormatter
@@ -55,6 +58,18 @@ def test_invalid_json_becomes_a_dead_letter_with_the_original_bytes() -> None:
     message = outcome.to_message(service="test", record=record(raw))
     assert base64.b64decode(message["original_b64"]) == raw
     assert (message["topic"], message["partition"], message["offset"]) == ("t", 1, 7)
+
+
+def test_a_huge_message_gets_a_dead_letter_small_enough_to_send() -> None:
+    raw = b"\xff" + b"x" * (3 * 1024 * 1024)
+    outcome = decode_record(record(raw), "feed_entry.v1")
+    assert isinstance(outcome, DeadLetter)
+    message = outcome.to_message(service="test", record=record(raw))
+    kept = base64.b64decode(message["original_b64"])
+    assert kept == raw[: len(kept)] and len(kept) == MAX_DEAD_LETTER_ORIGINAL_BYTES
+    assert message["details"] == {"original_bytes": len(raw), "original_truncated": True}
+    assert len(encode_json(message)) < 2 * 1024 * 1024  # under the producers' 4 MiB cap
+    schemas.validate(schemas.DEAD_LETTER, message)
 
 
 def test_schema_violation_becomes_a_dead_letter_naming_the_problem() -> None:
