@@ -50,8 +50,8 @@ from services.common.kafka import (
     ValidatingProducer,
     decode_value,
     header_value,
-    make_producer,
     propagate_headers,
+    start_producer_patiently,
 )
 from services.common.metrics import END_TO_END_LATENCY, HealthServer, ServiceMetrics
 from services.common.times import parse_timestamp
@@ -90,8 +90,7 @@ class CoderService:
         """The validating producer, started on first use (inside the worker's loop)."""
         async with self._lock:
             if self.producer is None:
-                raw = make_producer(self.settings.kafka)
-                await raw.start()
+                raw = await start_producer_patiently(self.settings.kafka, service=SERVICE)
                 self.producer = ValidatingProducer(raw, service=SERVICE)
                 self.dead_letters = DeadLetterSender(self.producer, service=SERVICE)
             return self.producer

@@ -6,6 +6,7 @@ only after whatever it produced for that message has been acknowledged.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaConnectionError
 
 from services.common import schemas
 from services.common.errors import SchemaValidationError
@@ -57,6 +59,31 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
         options["linger_ms"] = 0
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+async def start_producer_patiently(
+    kafka: KafkaSettings,
+    *,
+    service: str,
+    first_delay: float = 1.0,
+    max_delay: float = 10.0,
+) -> AIOKafkaProducer:
+    """A started producer, waiting out a broker that cannot be reached yet.
+
+    For producers started lazily inside a running Faust worker: there a failed start crashes the
+    whole worker, so an outage that happens to span the start would kill a healthy service.
+    """
+    delay = first_delay
+    while True:
+        producer = make_producer(kafka)
+        try:
+            await producer.start()
+            return producer
+        except KafkaConnectionError as exc:
+            await producer.stop()
+            logger.warning("%s: broker unreachable (%s); retrying in %.0fs", service, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
 
 
 def make_consumer(

@@ -2,9 +2,12 @@ import base64
 import json
 import logging
 from types import SimpleNamespace
+from typing import Any
 
+from aiokafka.errors import KafkaConnectionError
 from pydantic import SecretStr
 
+from services.common import kafka as kafka_module
 from services.common import schemas
 from services.common.kafka import (
     FIRST_SEEN_HEADER,
@@ -14,6 +17,7 @@ from services.common.kafka import (
     decode_record,
     encode_json,
     propagate_headers,
+    start_producer_patiently,
 )
 from services.common.logging import JsonFormatter
 from services.common.settings import KafkaSettings, TopicNames
@@ -99,3 +103,26 @@ def test_json_log_lines_carry_severity_name_message_and_extras() -> None:
     assert line["name"] == "svc.x"
     assert line["message"] == "bad feed"
     assert line["feed"] == "http://example.org/rss"
+
+
+async def test_a_lazily_started_producer_waits_out_an_unreachable_broker(monkeypatch) -> None:
+    """Two failed starts (broker down), then one that works: the caller gets that producer."""
+    attempts: list[Any] = []
+
+    class FakeProducer:
+        def __init__(self) -> None:
+            self.started = self.stopped = False
+            attempts.append(self)
+
+        async def start(self) -> None:
+            if len(attempts) < 3:
+                raise KafkaConnectionError("Unable to bootstrap")
+            self.started = True
+
+        async def stop(self) -> None:
+            self.stopped = True
+
+    monkeypatch.setattr(kafka_module, "make_producer", lambda _kafka: FakeProducer())
+    producer = await start_producer_patiently(KafkaSettings(), service="test", first_delay=0.01)
+    assert producer is attempts[-1] and producer.started and len(attempts) == 3
+    assert all(failed.stopped for failed in attempts[:2])
