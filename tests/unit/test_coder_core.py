@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from services.coder.aggregate import ArticleRef, merge_mention
-from services.coder.coding import ALL_ROOTS, Coder, default_coder, load_pipeline
+from services.coder.app import decode_mention
+from services.coder.coding import ALL_ROOTS, Coder, default_coder, load_pipeline, mention_to_dict
 from services.coder.core import ArticleInputError, article_from_mapping, code_articles
 from services.coder.dates import resolve_date
 from services.common import schemas
+from services.common.kafka import DeadLetter, encode_json
 
 SEEDS = Path(__file__).resolve().parents[2] / "services" / "demo" / "seeds"
 MONDAY = date(2025, 3, 17)
@@ -205,3 +207,20 @@ def test_event_ids_do_not_depend_on_the_order_articles_arrive_in() -> None:
     forward = {e["event_id"] for e in code_articles(articles, coder_version="test")}
     backward = {e["event_id"] for e in code_articles(articles[::-1], coder_version="test")}
     assert forward == backward
+
+
+def test_a_mention_message_that_is_not_one_becomes_a_dead_letter() -> None:
+    mention = default_coder().code_sentence("Trump will meet Putin on Tuesday.", MONDAY)[0]
+    ref = {"article_id": "a1", "url": None, "source": None, "first_seen": "2025-03-17T08:00:00Z"}
+    good = encode_json({"mention": mention_to_dict(mention), "article": ref})
+    decoded = decode_mention(good)
+    assert not isinstance(decoded, DeadLetter) and decoded[0] == mention
+    assert decoded[1] == ArticleRef(**ref)
+    for raw, reason in [
+        (b"\xff{", "invalid_json"),
+        (b'{"hello": "world"}', "invalid_mention"),
+        (b"[1, 2]", "invalid_mention"),
+        (encode_json({"mention": {"source": {}}, "article": ref}), "invalid_mention"),
+    ]:
+        letter = decode_mention(raw)
+        assert isinstance(letter, DeadLetter) and letter.reason == reason, raw
