@@ -47,7 +47,7 @@ format: install ## apply ruff's formatting and safe fixes
 test-unit: install ## unit tests only (seconds, no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-faults: install ## the full fault-injection suite (every case, the 30 s broker outage)
+test-faults: install ## the full fault-injection suite (two kills a service, 30 s broker outage)
 	WIREWATCH_FAULTS=full $(PY) -m pytest tests/faults $(PYTEST_ARGS)
 
 test: install prometheus lint ## install everything, lint, type-check, run all tests

@@ -69,7 +69,7 @@ def outage_seconds() -> float:
 @dataclass(frozen=True)
 class CleanRun:
     view: EventView
-    event_messages: int
+    event_keys: int  # distinct keys sent to the events topic (replaced ids included)
     articles: int
 
 
@@ -130,7 +130,7 @@ async def clean_run(
         record("clean", books, f"events={len(view)}")
         return CleanRun(
             view=view,
-            event_messages=pipeline.collector.count(pipeline.names.topics.events),
+            event_keys=len(pipeline.collector.keys(pipeline.names.topics.events)),
             articles=books.emitted,
         )
     finally:
@@ -157,13 +157,16 @@ def case_rng(name: str) -> tuple[random.Random, int]:
 async def kill_mid_stream(
     pipeline: CasePipeline, service: str, rng: random.Random, clean: CleanRun, items: set[str]
 ) -> str:
-    """SIGKILL ``service`` (process group) when its output reaches random points; restart it."""
+    """SIGKILL ``service`` (process group) when its output reaches random points; restart it.
+
+    Progress is counted in distinct keys, so what a restarted service sends again does not
+    count twice."""
     t = pipeline.names.topics
     output, total = {
         "poller": (t.entries, len(items)),
         "extractor": (t.articles, len(items)),
         "dedup": (t.deduplicated, clean.articles),
-        "coder": (t.events, clean.event_messages),
+        "coder": (t.events, clean.event_keys),
     }[service]
     reached = []
     done = 0
@@ -171,11 +174,11 @@ async def kill_mid_stream(
         # A later kill waits for the restarted service to have sent something again.
         target = max(point, done + 1)
         await pipeline.wait_until(
-            lambda target=target: pipeline.collector.count(output) >= target,
+            lambda target=target: len(pipeline.collector.keys(output)) >= target,
             timeout=CASE_TIMEOUT,
             what=f"{target} records on {output}",
         )
-        done = pipeline.collector.count(output)
+        done = len(pipeline.collector.keys(output))
         assert done < total, f"the kill of {service} came after its stream ended ({done}/{total})"
         await pipeline.kill_and_restart(service)
         reached.append(f"{done}/{total}")
@@ -190,9 +193,11 @@ async def stop_broker_mid_stream(
     articles = pipeline.names.topics.articles
     target = progress_target(rng, len(items))
     await pipeline.wait_until(
-        lambda: pipeline.collector.count(articles) >= target, timeout=CASE_TIMEOUT, what="articles"
+        lambda: len(pipeline.collector.keys(articles)) >= target,
+        timeout=CASE_TIMEOUT,
+        what="articles",
     )
-    done = pipeline.collector.count(articles)
+    done = len(pipeline.collector.keys(articles))
     assert done < len(items), "the outage came after the stream ended"
     await asyncio.to_thread(broker.stop_broker)
     started = time.monotonic()
@@ -233,7 +238,7 @@ async def test_fault_case_loses_nothing_and_duplicates_no_event(
             articles = pipeline.names.topics.articles
             target = progress_target(rng, len(items))
             await pipeline.wait_until(
-                lambda: pipeline.collector.count(articles) >= target,
+                lambda: len(pipeline.collector.keys(articles)) >= target,
                 timeout=CASE_TIMEOUT,
                 what="articles",
             )
