@@ -23,7 +23,7 @@ import faust
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.common import schemas
-from services.common.faust_app import make_faust_app, table_changes_handed_over
+from services.common.faust_app import make_faust_app
 from services.common.kafka import (
     DeadLetter,
     DeadLetterSender,
@@ -234,7 +234,6 @@ class DedupService:
             for evicted in self.engine.evict():
                 if evicted in self.table:
                     del self.table[evicted]
-            await table_changes_handed_over(self.app)
             self.metrics.window_articles.set(len(self.engine.window))
             message = result_message(decision, decoded, decided_at)
             future = await producer.send(
