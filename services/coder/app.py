@@ -44,7 +44,7 @@ from services.coder.core import (
 )
 from services.coder.settings import CoderSettings
 from services.common import schemas
-from services.common.faust_app import make_faust_app, table_changes_handed_over
+from services.common.faust_app import make_faust_app
 from services.common.kafka import (
     FIRST_SEEN_HEADER,
     DeadLetter,
@@ -304,7 +304,6 @@ async def _aggregate_one(service: CoderService, store: EventStore, event: Any) -
         )
         await tombstone
     commit()
-    await table_changes_handed_over(service.app)
     service.metrics.messages_out.labels(topic=events_topic).inc()
     EVENTS_EMITTED.labels(cameo_root=mention.action.root, kind=update.kind).inc()
     first_seen = _first_seen_epoch(first_seen_header, article.first_seen)

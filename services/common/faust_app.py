@@ -5,15 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import time
 from typing import Any
 
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
 
 from services.common.settings import KafkaSettings
-
-logger = logging.getLogger(__name__)
 
 
 def faust_broker_url(kafka: KafkaSettings) -> str:
@@ -87,27 +84,3 @@ def make_faust_app(
         options["logging_config"] = {"version": 1, "disable_existing_loggers": False}
     options.update(overrides)
     return faust.App(app_id, **options)
-
-
-async def table_changes_handed_over(app: faust.App, *, timeout: float = 5.0) -> None:
-    """Wait (at most ``timeout``) until the table changes just made have left Faust's producer
-    buffer.
-
-    Faust writes table changes to the changelog through a buffer, and before committing offsets
-    it flushes that buffer only until no message has gone out for 0.1 s (faust-streaming 0.15.3,
-    ``ProducerBuffer.flush_atmost``). On a loaded machine a commit could therefore cover an
-    event whose table change was still buffered, and a kill then lost the change for good (the
-    fault suite's kill-coder case: an article vanished from its event at the event's next
-    update). Call this after changing a table, before the agent takes its next event: the
-    changes are then in the Kafka producer, which the commit does flush completely. The wait is
-    bounded because a buffer that stops draining must not stop the agent (it did once, for
-    reasons not found, when the dedup service used this too).
-    """
-    producer = app.producer
-    deadline = time.monotonic() + timeout
-    while producer.buffer.size:
-        if time.monotonic() > deadline:
-            logger.warning("table changes still buffered after %.0fs; going on", timeout)
-            return
-        await producer.buffer.flush()
-    await producer.flush()
