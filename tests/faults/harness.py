@@ -341,7 +341,7 @@ class CasePipeline:
                 "WIREWATCH_EXTRACTOR_WORKERS": "1",
                 "WIREWATCH_EXTRACTOR_RETRY_BASE_SECONDS": "0.5",
                 "WIREWATCH_FETCH_MIN_HOST_INTERVAL_SECONDS": "0",
-                "WIREWATCH_FETCH_PER_HOST_CONCURRENCY": "8",
+                "WIREWATCH_FETCH_PER_HOST_CONCURRENCY": "2",
             },
             "dedup": {"WIREWATCH_DEDUP_APP_ID": self.names.dedup_app},
             "coder": {

@@ -45,6 +45,9 @@ FEEDS = 6
 TRANSIENT_PAGE_FAULTS = {"np012": "burst", "np019": "stall", "np045": "reset", "seed-2": "burst"}
 TRANSIENT_FEED_FAULTS = {0: "burst", 1: "reset", 2: "stall"}
 TRANSIENT_FAILURES = 2
+# Each page takes a moment, as a real site does: a restarted extractor then works through a
+# backlog over seconds, not in one burst that a second kill could not land inside.
+PAGE_DELAY_SECONDS = 0.25
 STALL_SECONDS = 30.0
 ENDLESS_CHUNK = b"<p>" + b"endless " * 8192 + b"</p>\n"
 # Entries that can never become an article, and the dead-letter reason each must get.
@@ -255,6 +258,7 @@ class FaultServer:
             return await self._fail(request, how)
         for page in self.pages:
             if page.page_id == page_id:
+                await asyncio.sleep(PAGE_DELAY_SECONDS)
                 return web.Response(text=page.html, content_type="text/html")
         raise web.HTTPNotFound()
 
