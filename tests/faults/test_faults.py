@@ -55,10 +55,11 @@ CASES = [
     "poison",
     "http-faults",
 ]
-# Known to fail, in about one run in four: a killed coder can lose an article from its events
-# (README, Reliability). It stays in `make test-faults`, where it fails until that is fixed;
-# `make test` leaves it out meanwhile so that everyone's test run is not red by chance.
-OPEN_FAILURES = {"kill-coder"}
+# Known to fail now and then (README, Reliability, "Open"): a killed coder can lose an article
+# from its events, and a killed dedup can stall after its restart. They stay in
+# `make test-faults`, which fails on such runs until they are fixed; `make test` leaves them out
+# meanwhile so that everyone's test run is not red by chance.
+OPEN_FAILURES = {"kill-coder", "kill-dedup"}
 
 
 def selected_cases() -> list[str]:
