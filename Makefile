@@ -47,6 +47,9 @@ format: install ## apply ruff's formatting and safe fixes
 test-unit: install ## unit tests only (seconds, no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+test-faults: install ## the full fault-injection suite (two kills a service, 30 s broker outage)
+	WIREWATCH_FAULTS=full $(PY) -m pytest tests/faults $(PYTEST_ARGS)
+
 test: install prometheus lint ## install everything, lint, type-check, run all tests
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -62,4 +65,4 @@ soak: install ## the whole pipeline at 50% of its maximum load for WIREWATCH_SOA
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install prometheus run lint format test-unit test bench soak clean
+.PHONY: help install prometheus run lint format test-unit test test-faults bench soak clean

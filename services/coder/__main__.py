@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from services.coder.app import SERVICE, create_app
+from services.coder.app import SERVICE, create_app, mentions_topic_name
 from services.coder.settings import CoderSettings
 from services.common.logging import configure_logging
 from services.common.metrics import HealthServer, ServiceMetrics
-from services.common.topics import ensure_topics, pipeline_topics
+from services.common.settings import TopicNames
+from services.common.topics import DAY_MS, TopicSpec, ensure_topics, pipeline_topics
 
 
 def main() -> int:
     settings = CoderSettings()
     configure_logging(settings.log_level)
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
-    asyncio.run(ensure_topics(settings.kafka, pipeline_topics(settings.topics)))
+    specs = pipeline_topics(settings.topics)
+    # What the aggregate agent cannot read from its internal topic goes to that topic's DLQ.
+    dlq_config = {"cleanup.policy": "delete", "retention.ms": str(14 * DAY_MS)}
+    specs.append(TopicSpec(TopicNames.dlq(mentions_topic_name(settings)), 1, dlq_config))
+    asyncio.run(ensure_topics(settings.kafka, specs))
     metrics = ServiceMetrics(SERVICE)
     health = HealthServer(
         host=settings.metrics_host,

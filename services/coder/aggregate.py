@@ -4,11 +4,15 @@ Mentions share an *identity* when they have the same actors (by country, or IGO)
 action family (``families`` in data/verbs.yaml, else the CAMEO root: an announced meeting, 036,
 belongs to the meeting family 04, whose actors are taken as a pair in either order since a call
 or talks involve both sides alike; appeals and demands are one "request" family),
-and their anchor dates (planned date, else event date) lie within ``WINDOW_DAYS`` of the
-event's. ``event_id`` hashes that identity with the event's earliest anchor date, so the ids
-do not depend on the order articles arrive in: replaying them (in any order, across partitions)
-gives the same ids. When an earlier-dated mention joins an event its id changes; the update
-names the id it ``replaces`` so the service can delete it from the compacted topic (tombstone).
+and their anchor dates (planned date, else event date) are chained by gaps of at most
+``WINDOW_DAYS``: an event is a run of anchor dates with no larger gap (single linkage on dates),
+so a mention dated between two events joins them into one. That grouping, and so which
+articles an event holds, does not depend on the order articles arrive in, and an article
+already counted under an identity is never counted again, however often it is redelivered.
+``event_id`` hashes the identity with the event's earliest anchor date, so replaying articles
+(in any order, across partitions) gives the same ids. When an earlier-dated mention joins an
+event, or events join, ids change; the update names the ids it ``replaces`` so the service can
+delete them from the compacted topic (tombstones).
 
 Everything here is pure: a *bucket* (all events of one identity key) goes in, the updated bucket
 and the changed event come out. The Faust app keeps buckets in a changelog-backed table; the
@@ -61,7 +65,7 @@ class Update:
 
     event: dict[str, Any]
     kind: str
-    replaces: str | None = None
+    replaces: tuple[str, ...] = ()
 
 
 def merge_mention(
@@ -75,25 +79,28 @@ def merge_mention(
 
     Returns the new bucket and the change, or None when the article was already counted
     (at-least-once delivery may bring the same article twice; it must not count twice).
-    Each bucket item is ``{"anchor": ISO date, "votes": {code: n}, "event": event}``.
+    Each bucket item is ``{"anchor": first ISO date, "last_anchor": last ISO date,
+    "votes": {code: n}, "event": event, ...}``; items are kept more than ``WINDOW_DAYS`` apart.
     """
     key = identity_key(mention)
     anchor = mention.anchor
-    for index, item in enumerate(bucket):
-        if abs((date.fromisoformat(item["anchor"]) - anchor).days) > WINDOW_DAYS:
-            continue
-        if article.article_id in item["event"]["article_ids"]:
-            return bucket, None
-        updated = _add_article(item, mention, article)
-        old_id = item["event"]["event_id"]
-        if anchor < date.fromisoformat(item["anchor"]):
-            updated["anchor"] = anchor.isoformat()
-            updated["event"]["event_id"] = make_event_id(key, anchor)
+    # One mention per identity and article (best_mentions), so an article already in any event
+    # of this identity is a redelivery, even when that event's dates have moved since.
+    if any(article.article_id in item["event"]["article_ids"] for item in bucket):
+        return bucket, None
+    touching = [index for index, item in enumerate(bucket) if _reaches(item, anchor)]
+    if touching:
+        joined = _join_items([bucket[index] for index in touching])
+        old_ids = [bucket[index]["event"]["event_id"] for index in touching]
+        updated = _add_article(joined, mention, article)
+        first = min(date.fromisoformat(updated["anchor"]), anchor)
+        last = max(date.fromisoformat(_last_anchor(updated)), anchor)
+        updated["anchor"], updated["last_anchor"] = first.isoformat(), last.isoformat()
+        updated["event"]["event_id"] = make_event_id(key, first)
         new_id = updated["event"]["event_id"]
-        new_bucket = [*bucket[:index], updated, *bucket[index + 1 :]]
-        return new_bucket, Update(
-            updated["event"], "update", replaces=old_id if new_id != old_id else None
-        )
+        kept = [item for index, item in enumerate(bucket) if index not in touching]
+        replaced = tuple(sorted({old for old in old_ids if old != new_id}))
+        return [*kept, updated], Update(updated["event"], "update", replaces=replaced)
     event_id = make_event_id(key, anchor)
     event: dict[str, Any] = {
         "schema": SCHEMA_ID,
@@ -116,6 +123,7 @@ def merge_mention(
     }
     item = {
         "anchor": anchor.isoformat(),
+        "last_anchor": anchor.isoformat(),
         "votes": {mention.action.cameo_code: 1},
         "sources": [_source_name(article)],
         "actions": {mention.action.cameo_code: mention.action.to_dict()},
@@ -124,6 +132,69 @@ def merge_mention(
         "event": event,
     }
     return [*bucket, item], Update(event, "new")
+
+
+def _last_anchor(item: dict[str, Any]) -> str:
+    """The item's latest anchor (items stored before it was kept have only the first)."""
+    return str(item.get("last_anchor") or item["anchor"])
+
+
+def _reaches(item: dict[str, Any], anchor: date) -> bool:
+    """Whether ``anchor`` lies within ``WINDOW_DAYS`` of one of the item's anchors.
+
+    The item's anchors are chained by gaps of at most ``WINDOW_DAYS``, so any date between its
+    first and last is close enough to one of them; only the ends need checking.
+    """
+    first, last = date.fromisoformat(item["anchor"]), date.fromisoformat(_last_anchor(item))
+    return (first - anchor).days <= WINDOW_DAYS and (anchor - last).days <= WINDOW_DAYS
+
+
+def _join_items(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """One item out of events that a new mention bridges: counts add up, lists are united."""
+    if len(items) == 1:
+        return items[0]
+    items = sorted(items, key=lambda item: item["anchor"])
+    first = items[0]
+    votes: dict[str, int] = {}
+    directions: dict[str, int] = {}
+    actions: dict[str, Any] = {}
+    actors: dict[str, Any] = {}
+    sources: list[str] = []
+    event = dict(first["event"])
+    for item in items:
+        for code, count in item["votes"].items():
+            votes[code] = votes.get(code, 0) + count
+        for direction, count in item["directions"].items():
+            directions[direction] = directions.get(direction, 0) + count
+        actions.update(item["actions"])
+        for direction, pair in item["actors"].items():
+            actors.setdefault(direction, pair)
+        sources += [name for name in item["sources"] if name not in sources]
+    others = [item["event"] for item in items[1:]]
+    for other in others:
+        event["article_ids"] = [*event["article_ids"], *other["article_ids"]]
+        event["story_ids"] = [
+            *event["story_ids"],
+            *(story for story in other["story_ids"] if story not in event["story_ids"]),
+        ]
+        event["evidence"] = [*event["evidence"], *other["evidence"]][:MAX_EVIDENCE]
+        event["first_seen"] = min(event["first_seen"], other["first_seen"])
+        event["last_seen"] = max(event["last_seen"], other["last_seen"])
+        event["planned_date"] = event["planned_date"] or other["planned_date"]
+        event["location"] = event["location"] or other["location"]
+        event["confidence"] = max(event["confidence"], other["confidence"])
+    event["num_articles"] = len(event["article_ids"])
+    event["num_sources"] = len(sources)
+    return {
+        **first,
+        "last_anchor": max(_last_anchor(item) for item in items),
+        "votes": votes,
+        "actions": actions,
+        "sources": sources,
+        "directions": directions,
+        "actors": actors,
+        "event": event,
+    }
 
 
 def _add_article(item: dict[str, Any], mention: Mention, article: ArticleRef) -> dict[str, Any]:

@@ -17,6 +17,7 @@ At-least-once: a redelivered article finds its id already in the event and chang
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from services.coder.aggregate import ArticleRef, identity_key
 from services.coder.coding import (
     ALL_ROOTS,
     Coder,
+    Mention,
     load_pipeline,
     mention_from_dict,
     mention_to_dict,
@@ -49,9 +51,10 @@ from services.common.kafka import (
     DeadLetterSender,
     ValidatingProducer,
     decode_value,
+    encode_json,
     header_value,
-    make_producer,
     propagate_headers,
+    start_producer_patiently,
 )
 from services.common.metrics import END_TO_END_LATENCY, HealthServer, ServiceMetrics
 from services.common.times import parse_timestamp
@@ -90,8 +93,7 @@ class CoderService:
         """The validating producer, started on first use (inside the worker's loop)."""
         async with self._lock:
             if self.producer is None:
-                raw = make_producer(self.settings.kafka)
-                await raw.start()
+                raw = await start_producer_patiently(self.settings.kafka, service=SERVICE)
                 self.producer = ValidatingProducer(raw, service=SERVICE)
                 self.dead_letters = DeadLetterSender(self.producer, service=SERVICE)
             return self.producer
@@ -114,6 +116,10 @@ class CoderService:
         return self.coder
 
 
+def mentions_topic_name(settings: CoderSettings) -> str:
+    return f"{settings.app_id}-mentions"
+
+
 def create_app(
     settings: CoderSettings, metrics: ServiceMetrics, health: HealthServer | None = None
 ) -> CoderService:
@@ -130,8 +136,8 @@ def create_app(
     topics = settings.topics
     articles_topic = app.topic(topics.deduplicated, value_serializer="raw", key_serializer="raw")
     mentions_topic = app.topic(
-        f"{settings.app_id}-mentions",
-        value_serializer="json",
+        mentions_topic_name(settings),
+        value_serializer="raw",
         key_serializer="raw",
         partitions=settings.partitions,
         internal=True,
@@ -230,25 +236,56 @@ async def _code_one(service: CoderService, event: Any, mentions_topic: Any) -> N
     for mention in mentions:
         await mentions_topic.send(
             key=identity_key(mention).encode(),
-            value={
-                "mention": mention_to_dict(mention),
-                "article": {
-                    "article_id": ref.article_id,
-                    "url": ref.url,
-                    "source": ref.source,
-                    "first_seen": ref.first_seen,
-                    "story_id": ref.story_id,
-                },
-                "first_seen_epoch": first_seen.decode() if first_seen else None,
-            },
+            value=encode_json(
+                {
+                    "mention": mention_to_dict(mention),
+                    "article": {
+                        "article_id": ref.article_id,
+                        "url": ref.url,
+                        "source": ref.source,
+                        "first_seen": ref.first_seen,
+                        "story_id": ref.story_id,
+                    },
+                    "first_seen_epoch": first_seen.decode() if first_seen else None,
+                }
+            ),
             headers=propagate_headers(headers),
         )
 
 
+def decode_mention(raw: bytes | None) -> tuple[Mention, ArticleRef, str | None] | DeadLetter:
+    """A message of the mentions topic, or why it is not one (anything may be written there)."""
+    try:
+        value = json.loads(raw or b"")
+        mention = mention_from_dict(value["mention"])
+        article = ArticleRef(**value["article"])
+        first_seen = value.get("first_seen_epoch")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return DeadLetter("invalid_json", f"not JSON: {exc}")
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        return DeadLetter("invalid_mention", f"not a mention: {type(exc).__name__}: {exc}")
+    return mention, article, first_seen if isinstance(first_seen, str) else None
+
+
 async def _aggregate_one(service: CoderService, store: EventStore, event: Any) -> None:
-    value = event.value
-    mention = mention_from_dict(value["mention"])
-    article = ArticleRef(**value["article"])
+    decoded = decode_mention(event.value)
+    if isinstance(decoded, DeadLetter):
+        message = event.message
+        topic = message.topic
+        sender = await service.dead_letter_sender()
+        future = await sender.send(
+            topic,
+            decoded,
+            original=event.value,
+            key=message.key,
+            partition=message.partition,
+            offset=message.offset,
+            headers=_headers(event),
+        )
+        await future
+        service.metrics.dead_letters.labels(topic=topic, reason=decoded.reason).inc()
+        return
+    mention, article, first_seen_header = decoded
     update, commit = store.prepare(mention, article)
     if update is None:
         return
@@ -259,16 +296,17 @@ async def _aggregate_one(service: CoderService, store: EventStore, event: Any) -
         events_topic, update.event, key=update.event["event_id"], headers=headers
     )
     await future
-    if update.replaces is not None:
-        # The event's id moved to an earlier anchor date: delete the old key (compaction).
+    for replaced in update.replaces:
+        # The event's id moved to an earlier anchor date, or events joined: delete the old keys
+        # (compaction).
         tombstone = await producer.producer.send(
-            events_topic, None, key=update.replaces.encode(), headers=list(headers)
+            events_topic, None, key=replaced.encode(), headers=list(headers)
         )
         await tombstone
     commit()
     service.metrics.messages_out.labels(topic=events_topic).inc()
     EVENTS_EMITTED.labels(cameo_root=mention.action.root, kind=update.kind).inc()
-    first_seen = _first_seen_epoch(value.get("first_seen_epoch"), article.first_seen)
+    first_seen = _first_seen_epoch(first_seen_header, article.first_seen)
     if first_seen is not None:
         END_TO_END_LATENCY.observe(max(0.0, time.time() - first_seen))
 

@@ -146,10 +146,13 @@ def code_articles(
         article = article_from_mapping(raw, story_id=raw.get("story_id"))
         for update in code_article(coder, store, article):
             event_id = update.event["event_id"]
-            if update.replaces is not None and update.replaces in latest:
-                del latest[update.replaces]
-                order[order.index(update.replaces)] = event_id
-            elif event_id not in latest:
+            if update.replaces:
+                for replaced in update.replaces:
+                    if replaced in latest:
+                        del latest[replaced]
+                        order[order.index(replaced)] = event_id
+                order = list(dict.fromkeys(order))  # joined events keep the first one's place
+            if event_id not in latest and event_id not in order:
                 order.append(event_id)
             latest[event_id] = update.event
     return [latest[event_id] for event_id in order]

@@ -190,6 +190,10 @@ class SeaweedS3:
             "-s3",
             f"-s3.port={self.port}",
             f"-s3.port.grpc={s3_grpc}",
+            # The Iceberg and Lance catalogs listen on fixed ports (8181, 9101) by default, so a
+            # second store on the machine died at start-up; wirewatch needs neither.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             "-iam=false",
         ]
         logger.info("starting SeaweedFS S3 on %s (data in %s)", self.endpoint, self.data_dir)

@@ -6,6 +6,7 @@ only after whatever it produced for that message has been acknowledged.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaConnectionError
 
 from services.common import schemas
 from services.common.errors import SchemaValidationError
@@ -29,6 +31,11 @@ TRACE_HEADER = "wirewatch-trace-id"
 FIRST_SEEN_HEADER = "wirewatch-first-seen"
 
 Headers = list[tuple[str, bytes]]
+
+# A dead letter carries the original bytes base64-encoded (4/3 the size) beside its own fields;
+# keeping at most 1 MiB of them keeps it well under the producers' 4 MiB request cap, so a huge
+# poison message still gets its dead letter instead of failing the send (and the service).
+MAX_DEAD_LETTER_ORIGINAL_BYTES = 1024 * 1024
 
 # Headers that travel with a message through every stage of the pipeline.
 PROPAGATED_HEADERS = (TRACE_HEADER, FIRST_SEEN_HEADER)
@@ -52,6 +59,31 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
         options["linger_ms"] = 0
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+async def start_producer_patiently(
+    kafka: KafkaSettings,
+    *,
+    service: str,
+    first_delay: float = 1.0,
+    max_delay: float = 10.0,
+) -> AIOKafkaProducer:
+    """A started producer, waiting out a broker that cannot be reached yet.
+
+    For producers started lazily inside a running Faust worker: there a failed start crashes the
+    whole worker, so an outage that happens to span the start would kill a healthy service.
+    """
+    delay = first_delay
+    while True:
+        producer = make_producer(kafka)
+        try:
+            await producer.start()
+            return producer
+        except KafkaConnectionError as exc:
+            await producer.stop()
+            logger.warning("%s: broker unreachable (%s); retrying in %.0fs", service, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
 
 
 def make_consumer(
@@ -163,6 +195,10 @@ class DeadLetter:
             original, key = record.value, record.key
             topic, partition, offset = record.topic, record.partition, record.offset
         raw, raw_key = original, key
+        details = dict(self.details or {})
+        if raw is not None and len(raw) > MAX_DEAD_LETTER_ORIGINAL_BYTES:
+            details.update(original_bytes=len(raw), original_truncated=True)
+            raw = raw[:MAX_DEAD_LETTER_ORIGINAL_BYTES]
         message: dict[str, Any] = {
             "schema": schemas.DEAD_LETTER,
             "reason": self.reason,
@@ -176,8 +212,8 @@ class DeadLetter:
             "original_b64": base64.b64encode(raw).decode() if raw is not None else None,
             "attempts": self.attempts,
         }
-        if self.details:
-            message["details"] = dict(self.details)
+        if details:
+            message["details"] = details
         return message
 
 

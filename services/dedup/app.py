@@ -30,8 +30,8 @@ from services.common.kafka import (
     Headers,
     ValidatingProducer,
     decode_value,
-    make_producer,
     propagate_headers,
+    start_producer_patiently,
 )
 from services.common.metrics import HealthServer, ServiceMetrics
 from services.dedup.engine import Deduplicator
@@ -153,8 +153,7 @@ class DedupService:
         """The aiokafka producer for results and dead letters, started once for both agents."""
         async with self._producer_lock:
             if self.producer is None:
-                raw = make_producer(self.settings.kafka)
-                await raw.start()
+                raw = await start_producer_patiently(self.settings.kafka, service=SERVICE)
                 self.producer = ValidatingProducer(raw, service=SERVICE)
                 self.dead_letters = DeadLetterSender(self.producer, service=SERVICE)
         return self.producer

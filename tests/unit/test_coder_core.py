@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from services.coder.aggregate import ArticleRef, merge_mention
-from services.coder.coding import ALL_ROOTS, Coder, default_coder, load_pipeline
+from services.coder.app import decode_mention
+from services.coder.coding import ALL_ROOTS, Coder, default_coder, load_pipeline, mention_to_dict
 from services.coder.core import ArticleInputError, article_from_mapping, code_articles
 from services.coder.dates import resolve_date
 from services.common import schemas
+from services.common.kafka import DeadLetter, encode_json
 
 SEEDS = Path(__file__).resolve().parents[2] / "services" / "demo" / "seeds"
 MONDAY = date(2025, 3, 17)
@@ -99,6 +102,61 @@ def test_merging_a_mention_from_an_already_counted_article_changes_nothing() -> 
     assert second is None and again == bucket
 
 
+def _meeting_mentions_days_apart(*offsets: int) -> list[tuple[object, ArticleRef]]:
+    """One "Trump met Putin" mention per offset (days after MONDAY), each its own article."""
+    coder = default_coder()
+    found = []
+    for offset in offsets:
+        day = date.fromordinal(MONDAY.toordinal() + offset)
+        mention = coder.code_sentence("Trump met Putin.", day)[0]
+        ref = ArticleRef(
+            f"a{offset}", f"http://127.0.0.1/a{offset}", f"o{offset}", "2025-03-17T08:00:00.000Z"
+        )
+        found.append((mention, ref))
+    return found
+
+
+def _view(mentions: list[tuple[object, ArticleRef]]) -> tuple[dict[str, tuple[str, ...]], list]:
+    bucket: list = []
+    view: dict[str, tuple[str, ...]] = {}
+    for mention, ref in mentions:
+        bucket, update = merge_mention(bucket, mention, ref, coder_version="test")  # type: ignore[arg-type]
+        if update is not None:
+            for replaced in update.replaces:
+                view.pop(replaced, None)
+            view[update.event["event_id"]] = tuple(sorted(update.event["article_ids"]))
+    return view, bucket
+
+
+def test_events_do_not_depend_on_the_order_articles_arrive_in() -> None:
+    """Days 0 and 6 are two events until day 3 bridges them; every order gives the same view."""
+    mentions = _meeting_mentions_days_apart(0, 3, 6)
+    views = [_view(list(order))[0] for order in itertools.permutations(mentions)]
+    assert all(view == views[0] for view in views)
+    assert list(views[0].values()) == [("a0", "a3", "a6")]
+    apart = _view([mentions[0], mentions[2]])[0]
+    assert sorted(apart.values()) == [("a0",), ("a6",)]
+
+
+def test_a_redelivered_article_is_not_counted_again_after_its_event_moved() -> None:
+    """Day 3 first, then day 0 moves the event's anchor: redelivering day 3 changes nothing."""
+    mentions = _meeting_mentions_days_apart(3, 0, 6)
+    view, bucket = _view(mentions)
+    for mention, ref in mentions:
+        again, update = merge_mention(bucket, mention, ref, coder_version="test")  # type: ignore[arg-type]
+        assert update is None and again == bucket
+    assert list(view.values()) == [("a0", "a3", "a6")]
+
+
+def test_joining_two_events_names_both_old_ids_for_deletion() -> None:
+    day0, day3, day6 = _meeting_mentions_days_apart(0, 3, 6)
+    view, bucket = _view([day0, day6])
+    _, update = merge_mention(bucket, day3[0], day3[1], coder_version="test")  # type: ignore[arg-type]
+    assert update is not None and update.event["num_articles"] == 3
+    assert set(view) - {update.event["event_id"]} == set(update.replaces)
+    schemas.validate(schemas.DIPLOMATIC_EVENT, update.event)
+
+
 def test_article_without_text_is_refused_with_a_clear_error() -> None:
     with pytest.raises(ArticleInputError, match="non-empty 'text'"):
         article_from_mapping({"id": "x", "text": "  "})
@@ -149,3 +207,20 @@ def test_event_ids_do_not_depend_on_the_order_articles_arrive_in() -> None:
     forward = {e["event_id"] for e in code_articles(articles, coder_version="test")}
     backward = {e["event_id"] for e in code_articles(articles[::-1], coder_version="test")}
     assert forward == backward
+
+
+def test_a_mention_message_that_is_not_one_becomes_a_dead_letter() -> None:
+    mention = default_coder().code_sentence("Trump will meet Putin on Tuesday.", MONDAY)[0]
+    ref = {"article_id": "a1", "url": None, "source": None, "first_seen": "2025-03-17T08:00:00Z"}
+    good = encode_json({"mention": mention_to_dict(mention), "article": ref})
+    decoded = decode_mention(good)
+    assert not isinstance(decoded, DeadLetter) and decoded[0] == mention
+    assert decoded[1] == ArticleRef(**ref)
+    for raw, reason in [
+        (b"\xff{", "invalid_json"),
+        (b'{"hello": "world"}', "invalid_mention"),
+        (b"[1, 2]", "invalid_mention"),
+        (encode_json({"mention": {"source": {}}, "article": ref}), "invalid_mention"),
+    ]:
+        letter = decode_mention(raw)
+        assert isinstance(letter, DeadLetter) and letter.reason == reason, raw

@@ -2,15 +2,22 @@ import base64
 import json
 import logging
 from types import SimpleNamespace
+from typing import Any
 
+from aiokafka.errors import KafkaConnectionError
 from pydantic import SecretStr
 
+from services.common import kafka as kafka_module
+from services.common import schemas
 from services.common.kafka import (
     FIRST_SEEN_HEADER,
+    MAX_DEAD_LETTER_ORIGINAL_BYTES,
     TRACE_HEADER,
     DeadLetter,
     decode_record,
+    encode_json,
     propagate_headers,
+    start_producer_patiently,
 )
 from services.common.logging import JsonFormatter
 from services.common.settings import KafkaSettings, TopicNames
@@ -57,6 +64,18 @@ def test_invalid_json_becomes_a_dead_letter_with_the_original_bytes() -> None:
     assert (message["topic"], message["partition"], message["offset"]) == ("t", 1, 7)
 
 
+def test_a_huge_message_gets_a_dead_letter_small_enough_to_send() -> None:
+    raw = b"\xff" + b"x" * (3 * 1024 * 1024)
+    outcome = decode_record(record(raw), "feed_entry.v1")
+    assert isinstance(outcome, DeadLetter)
+    message = outcome.to_message(service="test", record=record(raw))
+    kept = base64.b64decode(message["original_b64"])
+    assert kept == raw[: len(kept)] and len(kept) == MAX_DEAD_LETTER_ORIGINAL_BYTES
+    assert message["details"] == {"original_bytes": len(raw), "original_truncated": True}
+    assert len(encode_json(message)) < 2 * 1024 * 1024  # under the producers' 4 MiB cap
+    schemas.validate(schemas.DEAD_LETTER, message)
+
+
 def test_schema_violation_becomes_a_dead_letter_naming_the_problem() -> None:
     outcome = decode_record(record(b'{"schema": "feed_entry.v1"}'), "feed_entry.v1")
     assert isinstance(outcome, DeadLetter)
@@ -84,3 +103,26 @@ def test_json_log_lines_carry_severity_name_message_and_extras() -> None:
     assert line["name"] == "svc.x"
     assert line["message"] == "bad feed"
     assert line["feed"] == "http://example.org/rss"
+
+
+async def test_a_lazily_started_producer_waits_out_an_unreachable_broker(monkeypatch) -> None:
+    """Two failed starts (broker down), then one that works: the caller gets that producer."""
+    attempts: list[Any] = []
+
+    class FakeProducer:
+        def __init__(self) -> None:
+            self.started = self.stopped = False
+            attempts.append(self)
+
+        async def start(self) -> None:
+            if len(attempts) < 3:
+                raise KafkaConnectionError("Unable to bootstrap")
+            self.started = True
+
+        async def stop(self) -> None:
+            self.stopped = True
+
+    monkeypatch.setattr(kafka_module, "make_producer", lambda _kafka: FakeProducer())
+    producer = await start_producer_patiently(KafkaSettings(), service="test", first_delay=0.01)
+    assert producer is attempts[-1] and producer.started and len(attempts) == 3
+    assert all(failed.stopped for failed in attempts[:2])
