@@ -199,12 +199,28 @@ def _headers(event: Any) -> list[tuple[str, bytes]]:
     return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
 
 
+async def _send_dead_letter(service: CoderService, event: Any, letter: DeadLetter) -> None:
+    """Send what could not be used to its topic's DLQ, with the original bytes and position."""
+    message = event.message
+    sender = await service.dead_letter_sender()
+    future = await sender.send(
+        message.topic,
+        letter,
+        original=event.value,
+        key=message.key,
+        partition=message.partition,
+        offset=message.offset,
+        headers=_headers(event),
+    )
+    await future
+    service.metrics.dead_letters.labels(topic=message.topic, reason=letter.reason).inc()
+
+
 async def _code_one(service: CoderService, event: Any, mentions_topic: Any) -> None:
     settings = service.settings
     topic = settings.topics.deduplicated
     metrics = service.metrics
     metrics.messages_in.labels(topic=topic).inc()
-    message = event.message
     headers = _headers(event)
     decoded = decode_value(event.value, schemas.DEDUP_RESULT)
     if isinstance(decoded, dict):
@@ -213,18 +229,7 @@ async def _code_one(service: CoderService, event: Any, mentions_topic: Any) -> N
         except ArticleInputError as exc:
             decoded = DeadLetter("invalid_article", str(exc))
     if isinstance(decoded, DeadLetter):
-        sender = await service.dead_letter_sender()
-        future = await sender.send(
-            topic,
-            decoded,
-            original=event.value,
-            key=message.key,
-            partition=message.partition,
-            offset=message.offset,
-            headers=headers,
-        )
-        await future
-        metrics.dead_letters.labels(topic=topic, reason=decoded.reason).inc()
+        await _send_dead_letter(service, event, decoded)
         return
     coder = service.loaded_coder()
     started = time.perf_counter()
@@ -270,20 +275,7 @@ def decode_mention(raw: bytes | None) -> tuple[Mention, ArticleRef, str | None] 
 async def _aggregate_one(service: CoderService, store: EventStore, event: Any) -> None:
     decoded = decode_mention(event.value)
     if isinstance(decoded, DeadLetter):
-        message = event.message
-        topic = message.topic
-        sender = await service.dead_letter_sender()
-        future = await sender.send(
-            topic,
-            decoded,
-            original=event.value,
-            key=message.key,
-            partition=message.partition,
-            offset=message.offset,
-            headers=_headers(event),
-        )
-        await future
-        service.metrics.dead_letters.labels(topic=topic, reason=decoded.reason).inc()
+        await _send_dead_letter(service, event, decoded)
         return
     mention, article, first_seen_header = decoded
     update, commit = store.prepare(mention, article)

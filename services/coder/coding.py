@@ -8,7 +8,7 @@ article costs about 300 ms on one core, its candidate sentences a fraction of th
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -256,21 +256,16 @@ class Coder:
             event_date, planned = _event_dates(token, sent, published, intent)
             confidence = 0.55 + (0.2 if direct else 0.0) - (0.15 if pronoun else 0.0)
             confidence += 0.1 if not intent or planned is not None else 0.0
-            for source, target in pairs:
-                identity = (source.key, target.key, action.root)
-                if identity in seen:
-                    continue
-                seen.add(identity)
-                yield Mention(
-                    source=source,
-                    target=target,
-                    action=action,
-                    event_date=event_date,
-                    planned_date=planned if intent else None,
-                    location=location,
-                    sentence=sent.text.strip(),
-                    confidence=round(min(confidence, 0.95), 2),
-                )
+            yield from _unseen_mentions(
+                pairs,
+                seen,
+                action=action,
+                event_date=event_date,
+                planned_date=planned if intent else None,
+                location=location,
+                sentence=sent.text.strip(),
+                confidence=round(min(confidence, 0.95), 2),
+            )
 
     def _noun_mentions(
         self, sent: Span, actors: DocActors, published: date, last_actor: Actor | None
@@ -347,21 +342,16 @@ class Coder:
             code = self.lexicon.code_for(entry, intent=intent)
             action = self.codebook.action(code)
             event_date, planned = _event_dates(noun, sent, published, intent)
-            for source, target in pairs:
-                identity = (source.key, target.key, action.root)
-                if identity in seen:
-                    continue
-                seen.add(identity)
-                yield Mention(
-                    source=source,
-                    target=target,
-                    action=action,
-                    event_date=event_date,
-                    planned_date=planned if intent else None,
-                    location=location,
-                    sentence=sent.text.strip(),
-                    confidence=0.45,
-                )
+            yield from _unseen_mentions(
+                pairs,
+                seen,
+                action=action,
+                event_date=event_date,
+                planned_date=planned if intent else None,
+                location=location,
+                sentence=sent.text.strip(),
+                confidence=0.45,
+            )
 
     def _event_noun(self, token: Token) -> LexiconEntry | None:
         """The entry of an event noun ("shelling", "air strike"), meetings aside (see above)."""
@@ -955,3 +945,33 @@ def mention_from_dict(data: dict[str, Any]) -> Mention:
         sentence=data["sentence"],
         confidence=float(data["confidence"]),
     )
+
+
+def _unseen_mentions(
+    pairs: Iterable[tuple[Actor, Actor]],
+    seen: set[tuple[str, str, str]],
+    *,
+    action: Action,
+    event_date: date,
+    planned_date: date | None,
+    location: Location | None,
+    sentence: str,
+    confidence: float,
+) -> Iterator[Mention]:
+    """One mention a pair, skipping pairs already coded with this action root in the sentence
+    (a sentence that says one thing twice reports one event)."""
+    for source, target in pairs:
+        identity = (source.key, target.key, action.root)
+        if identity in seen:
+            continue
+        seen.add(identity)
+        yield Mention(
+            source=source,
+            target=target,
+            action=action,
+            event_date=event_date,
+            planned_date=planned_date,
+            location=location,
+            sentence=sentence,
+            confidence=confidence,
+        )
