@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from typing import Any, cast
 
 import faust
+from aiokafka import TopicPartition
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP, FutureMessage
 
+from services.common.kafka import probe_end_offsets
 from services.common.settings import KafkaSettings
 
 
@@ -47,7 +53,13 @@ def faust_data_root() -> str:
 
 
 class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer with the app's fetch wait (Faust fixes it at 1.5 s)."""
+    """Faust's consumer with the app's fetch wait (Faust fixes it at 1.5 s), and end offsets
+    that are the real ends.
+
+    Faust recovers a table by reading its changelog up to the end offsets this returns, and
+    then stops reading it. Tansu's ListOffsets answer falls short of the end (see
+    ``end_offsets``), so a restarted worker came back with a table missing its latest writes.
+    """
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -55,20 +67,65 @@ class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = cast("WirewatchFaustApp", self.app).fetch_max_wait_ms
         return consumer
 
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        if self.consumer.in_transaction:
+            return await super()._highwaters(partitions)
+        kafka = cast("WirewatchFaustApp", self.app).kafka
+        ends = await probe_end_offsets(
+            kafka, [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        )
+        return {TP(tp.topic, tp.partition): end for tp, end in ends.items()}
+
 
 class _PromptFetchConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> Any:
         return _PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class _DrainingProducerBuffer(ProducerBuffer):
+    """Faust's buffer of table (changelog) writes, with a flush that really drains it.
+
+    Faust flushes this buffer before it commits offsets, but its flush stops waiting after
+    0.1 s without progress, and counts a message as flushed as soon as it leaves the queue,
+    before it reaches the Kafka client. Either way an offset could be committed ahead of the
+    table write it caused; a crash at that moment left the table without that write for good.
+    """
+
+    _in_flight = 0
+
+    async def _send_pending(self, fut: FutureMessage) -> None:
+        self._in_flight += 1
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self._in_flight -= 1
+
+    async def flush(self) -> None:
+        while self.size or self._in_flight:
+            if self.state != "running":
+                raise RuntimeError("Cannot flush: Producer not Running")
+            await asyncio.sleep(0.005)
+
+
+class _DrainingProducer(faust_aiokafka.Producer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        buffer = _DrainingProducerBuffer(loop=self.loop, beacon=self.beacon)
+        buffer.app = self.app
+        self.buffer = buffer
+
+
 class _PromptFetchTransport(faust_aiokafka.Transport):
     Consumer = _PromptFetchConsumer
+    Producer = _DrainingProducer
 
 
 class WirewatchFaustApp(faust.App):
-    """A Faust app whose consumers wait ``fetch_max_wait_ms`` for data, not Faust's 1.5 s."""
+    """A Faust app whose consumers wait ``fetch_max_wait_ms`` for data, not Faust's 1.5 s,
+    and whose offset commits wait for every table write before them to reach the broker."""
 
     fetch_max_wait_ms = 1500
+    kafka: KafkaSettings
 
     def _new_transport(self) -> Any:
         return _PromptFetchTransport(self.conf.broker_consumer, self)
@@ -114,4 +171,5 @@ def make_faust_app(
     options.update(overrides)
     app = WirewatchFaustApp(app_id, **options)
     app.fetch_max_wait_ms = kafka.fetch_max_wait_ms
+    app.kafka = kafka
     return app

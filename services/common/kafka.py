@@ -10,13 +10,14 @@ import asyncio
 import base64
 import json
 import logging
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from services.common import schemas
@@ -291,3 +292,48 @@ class DeadLetterSender:
 
 def _headers(record: ConsumerRecord | None) -> Headers:
     return list(record.headers or ()) if record is not None else []
+
+
+async def end_offsets(
+    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Each partition's end offset (one past its last record); leaves the consumer unassigned.
+
+    Tansu understates the end in its ListOffsets answer: with memory storage it answers the
+    last batch's base offset + 1, with S3 storage the first batch's end, however many records
+    came after. The high watermark of a fetch is right on every broker, so one record is
+    fetched from the reported end to read it.
+    """
+    # Offsets of assigned partitions are answered at once; others wait for a metadata refresh.
+    consumer.assign(list(tps))
+    consumer.pause(*tps)
+    reported = await consumer.end_offsets(list(tps))
+    begins = await consumer.beginning_offsets(list(tps))
+    # One fetch from each partition's reported last offset, all partitions at once.
+    probed = [tp for tp in tps if reported[tp] > begins[tp]]
+    for tp in probed:
+        consumer.resume(tp)
+        consumer.seek(tp, reported[tp] - 1)
+    waiting = set(probed)
+    deadline = time.monotonic() + 5.0
+    while waiting and time.monotonic() < deadline:
+        batch = await consumer.getmany(*waiting, timeout_ms=100, max_records=1)
+        waiting -= {tp for tp, records in batch.items() if records}
+    ends: dict[TopicPartition, int] = {}
+    for tp in tps:
+        highwater = consumer.highwater(tp) if tp in probed else None
+        ends[tp] = max(reported[tp], highwater or 0)
+    consumer.assign([])
+    return ends
+
+
+async def probe_end_offsets(
+    kafka: KafkaSettings, tps: Sequence[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """``end_offsets`` read by a consumer of its own, for callers whose consumer is in a group."""
+    consumer = make_consumer(kafka, group_id=None, max_partition_fetch_bytes=64 * 1024)
+    await consumer.start()
+    try:
+        return await end_offsets(consumer, tps)
+    finally:
+        await consumer.stop()

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from services.common.kafka import make_consumer
+from services.common.kafka import end_offsets, make_consumer
 from services.common.settings import KafkaSettings
 from services.common.topics import TopicSpec
 
@@ -112,9 +112,9 @@ class StateStore:
             assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
             if not assigned:
                 return states
+            ends = await end_offsets(consumer, assigned)
             consumer.assign(assigned)
             await consumer.seek_to_beginning(*assigned)
-            ends = await consumer.end_offsets(assigned)
             remaining = {tp for tp in assigned if ends[tp] > 0}
             while remaining:
                 batch = await consumer.getmany(*remaining, timeout_ms=1000)

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic_settings import SettingsConfigDict
 
-from services.common.kafka import make_consumer, make_producer
+from services.common.kafka import end_offsets, make_consumer, make_producer
 from services.common.settings import KafkaSettings, ServiceSettings
 from services.common.topics import TopicSpec, ensure_topics
 from services.replay.plan import (
@@ -126,38 +126,6 @@ async def _read_from(
         if records:
             return [RecordPosition(r.offset, r.timestamp) for r in records]
     return []
-
-
-async def end_offsets(
-    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]
-) -> dict[TopicPartition, int]:
-    """Each partition's end offset (one past its last record); leaves the consumer unassigned.
-
-    Tansu answers ListOffsets with the last batch's base offset + 1, which is short of the end
-    when that batch holds several records; the high watermark of a fetch is right on both
-    brokers, so one record is fetched from there to read it.
-    """
-    # Offsets of assigned partitions are answered at once; others wait for a metadata refresh.
-    consumer.assign(list(tps))
-    consumer.pause(*tps)
-    reported = await consumer.end_offsets(list(tps))
-    begins = await consumer.beginning_offsets(list(tps))
-    # One fetch from each partition's reported last offset, all partitions at once.
-    probed = [tp for tp in tps if reported[tp] > begins[tp]]
-    for tp in probed:
-        consumer.resume(tp)
-        consumer.seek(tp, reported[tp] - 1)
-    waiting = set(probed)
-    deadline = time.monotonic() + 5.0
-    while waiting and time.monotonic() < deadline:
-        batch = await consumer.getmany(*waiting, timeout_ms=100, max_records=1)
-        waiting -= {tp for tp, records in batch.items() if records}
-    ends: dict[TopicPartition, int] = {}
-    for tp in tps:
-        highwater = consumer.highwater(tp) if tp in probed else None
-        ends[tp] = max(reported[tp], highwater or 0)
-    consumer.assign([])
-    return ends
 
 
 async def locate_offsets(

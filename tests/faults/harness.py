@@ -33,7 +33,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.common.kafka import make_consumer
+from services.common.kafka import end_offsets, make_consumer
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import TopicSpec, ensure_topics, pipeline_topics
 
@@ -420,7 +420,7 @@ class CasePipeline:
                     consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
                 )
             ]
-            ends = await consumer.end_offsets(partitions)
+            ends = await end_offsets(consumer, partitions)
             committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
             for tp in partitions:
                 end = ends.get(tp, 0)

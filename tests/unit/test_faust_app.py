@@ -1,7 +1,11 @@
 """Consumers wait the configured time for data, not Faust's fixed 1.5 s (Tansu answers a waiting
-fetch on a topic of several partitions only when that wait runs out: it is the latency of a hop)."""
+fetch on a topic of several partitions only when that wait runs out: it is the latency of a hop),
+and offsets are committed only after the table writes before them reached the Kafka client."""
 
 from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
 
 from services.common.faust_app import make_faust_app
 from services.common.kafka import make_consumer
@@ -31,3 +35,31 @@ async def test_plain_consumer_waits_the_configured_fetch_time() -> None:
 
 def test_fetch_wait_defaults_to_a_tenth_of_a_second() -> None:
     assert KafkaSettings().fetch_max_wait_ms == 100
+
+
+class _SlowChannel:
+    """Takes a while to hand a message to the Kafka client, like a producer awaiting metadata."""
+
+    def __init__(self) -> None:
+        self.published: list[object] = []
+
+    async def publish_message(self, fut: object, wait: bool = False) -> None:
+        await asyncio.sleep(0.3)
+        self.published.append(fut)
+
+
+async def test_a_flush_before_an_offset_commit_waits_for_every_table_write() -> None:
+    """Faust's own flush returned while a write was still on its way to the Kafka client (and
+    after 0.1 s without progress), so the commit after it could get ahead of the table."""
+    app = make_faust_app("it-drain", KafkaSettings(bootstrap_servers=UNREACHABLE))
+    buffer = app.producer.buffer
+    channel = _SlowChannel()
+    writes = [SimpleNamespace(message=SimpleNamespace(channel=channel)) for _ in range(3)]
+    await buffer.start()
+    try:
+        for write in writes:
+            buffer.put(write)
+        await buffer.flush()
+        assert channel.published == writes
+    finally:
+        await buffer.stop()
