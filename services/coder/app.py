@@ -3,20 +3,23 @@
 Two agents, because the aggregation key is only known after coding:
 
 1. ``code`` reads ``dedup_result.v1`` messages (the article is embedded), codes the article
-   (spaCy, in a worker thread) and sends each mention to ``<app_id>-mentions`` keyed by the
-   event's identity key (actors and action family). Invalid messages go to
-   ``articles.deduplicated.dlq`` with the reason.
+   (spaCy, in a pool of worker processes, one article per worker at a time) and sends each
+   mention to ``<app_id>-mentions`` keyed by the event's identity key (actors and action
+   family). Invalid messages go to ``articles.deduplicated.dlq`` with the reason.
 2. ``aggregate`` reads mentions, co-partitioned with the ``<app_id>-events`` table (events by
    identity key, changelog-backed), folds each into its event and emits the event keyed by
    ``event_id``.
 
-At-least-once: a redelivered article finds its id already in the event and changes nothing;
-``event_id`` is deterministic, so retries and replays overwrite rather than duplicate.
+Articles are coded several at once, so their mentions may leave in another order than they
+came; events do not depend on that order. At-least-once: a redelivered article finds its id
+already in the event and changes nothing; ``event_id`` is deterministic, so retries and
+replays overwrite rather than duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -30,13 +33,13 @@ from services.coder import CODER_VERSION
 from services.coder.aggregate import ArticleRef, identity_key
 from services.coder.coding import (
     ALL_ROOTS,
-    Coder,
     Mention,
-    load_pipeline,
+    default_coder,
     mention_from_dict,
     mention_to_dict,
 )
 from services.coder.core import (
+    ArticleInput,
     ArticleInputError,
     EventStore,
     article_from_mapping,
@@ -58,6 +61,7 @@ from services.common.kafka import (
 )
 from services.common.metrics import END_TO_END_LATENCY, HealthServer, ServiceMetrics
 from services.common.times import parse_timestamp
+from services.common.workers import WorkerDied, WorkerPool, worker_count
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +88,7 @@ class CoderService:
     settings: CoderSettings
     metrics: ServiceMetrics
     app: faust.App = field(init=False)
-    coder: Coder | None = None
+    pool: WorkerPool | None = None
     producer: ValidatingProducer | None = None
     dead_letters: DeadLetterSender | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -109,11 +113,33 @@ class CoderService:
             self.dead_letters = DeadLetterSender(producer, service=SERVICE)
         return self.dead_letters
 
-    def loaded_coder(self) -> Coder:
-        if self.coder is None:
-            scope = ALL_ROOTS if self.settings.scope == "all" else None
-            self.coder = Coder(load_pipeline(), scope_roots=scope)
-        return self.coder
+    @property
+    def scope_roots(self) -> frozenset[str] | None:
+        return ALL_ROOTS if self.settings.scope == "all" else None
+
+    def coding_pool(self) -> WorkerPool:
+        if self.pool is None:
+            self.pool = WorkerPool(
+                worker_count(self.settings.workers),
+                preload=["services.coder.core"],
+                initializer=load_worker_coder,
+                initargs=(self.scope_roots,),
+            )
+        return self.pool
+
+    def stop_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+
+
+def load_worker_coder(scope_roots: frozenset[str] | None) -> None:
+    """Load the pipeline and dictionaries when a worker process starts, not on its first article."""
+    default_coder(scope_roots)
+
+
+def code_in_worker(article: ArticleInput, scope_roots: frozenset[str] | None) -> list[Mention]:
+    return article_mentions(default_coder(scope_roots), article)
 
 
 def mentions_topic_name(settings: CoderSettings) -> str:
@@ -144,7 +170,9 @@ def create_app(
     )
     table = app.Table(f"{settings.app_id}-events", default=None, partitions=settings.partitions)
 
-    @app.agent(articles_topic)
+    # One actor per worker process keeps every worker busy; the consumer commits an offset only
+    # when every article before it is done (Faust tracks the gaps).
+    @app.agent(articles_topic, concurrency=service.coding_pool().workers)
     async def code(stream: Any) -> None:
         async for event in stream.events():
             await _code_one(service, event, mentions_topic)
@@ -160,25 +188,34 @@ def create_app(
         """Load the NLP pipeline before the first article, not while a partition waits."""
         if health is not None:
             await health.start()
-        await asyncio.to_thread(service.loaded_coder)
+        pool = service.coding_pool()
+        await pool.start_all(functools.partial(load_worker_coder, service.scope_roots))
         await service.started_producer()
         metrics.ready.set(1)
-        logger.info("coder ready (scope %s, version %s)", settings.scope, CODER_VERSION)
+        logger.info(
+            "coder ready (scope %s, version %s, %d coding processes)",
+            settings.scope,
+            CODER_VERSION,
+            pool.workers,
+        )
 
     @app.timer(interval=LAG_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
-        """Consumer lag on the input topic: end offset minus the consumer's position."""
+        """Consumer lag on the input topic: end offset minus the consumer's position.
+
+        The end is the high watermark of the consumer's latest fetch, which costs no request.
+        """
         consumer = app.consumer
         assigned = [tp for tp in consumer.assignment() if tp.topic == topics.deduplicated]
         if not assigned:
             return
         try:
-            ends = await consumer.highwaters(*assigned)
             for tp in assigned:
                 position = await consumer.position(tp)
-                if position is not None and tp in ends:
+                end = consumer.highwater(tp)
+                if position is not None and end is not None:
                     metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
-                        max(0, ends[tp] - position)
+                        max(0, end - position)
                     )
         except Exception as exc:  # noqa: BLE001 - metrics must never stop the worker
             logger.debug("consumer lag unavailable: %s", exc)
@@ -187,6 +224,7 @@ def create_app(
     class ProducerCloser(faust.Service):
         async def on_stop(self) -> None:
             await service.stop_producer()
+            service.stop_pool()
             if health is not None:
                 await health.stop()
 
@@ -231,9 +269,20 @@ async def _code_one(service: CoderService, event: Any, mentions_topic: Any) -> N
     if isinstance(decoded, DeadLetter):
         await _send_dead_letter(service, event, decoded)
         return
-    coder = service.loaded_coder()
     started = time.perf_counter()
-    mentions = await asyncio.to_thread(article_mentions, coder, article)
+    try:
+        mentions = await service.coding_pool().run(
+            functools.partial(code_in_worker, article, service.scope_roots),
+            what=f"coding {article.article_id}",
+        )
+    except WorkerDied as exc:
+        await _send_dead_letter(service, event, DeadLetter("coding_failed", str(exc)))
+        return
+    except Exception as exc:  # an article that crashes the NLP must not stop the service
+        logger.exception("coding failed for %s", article.article_id)
+        letter = DeadLetter("coding_failed", f"{type(exc).__name__}: {exc}")
+        await _send_dead_letter(service, event, letter)
+        return
     CODING_DURATION.observe(time.perf_counter() - started)
     ARTICLES_CODED.inc()
     first_seen = header_value(headers, FIRST_SEEN_HEADER)

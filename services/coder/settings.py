@@ -22,3 +22,5 @@ class CoderSettings(ServiceSettings):
     data_dir: Path = Path(tempfile.gettempdir()) / "wirewatch-coder"
     # "diplomatic": the CAMEO roots in data/verbs.yaml scope_roots; "all": every root coded.
     scope: Literal["diplomatic", "all"] = "diplomatic"
+    # Coding processes (spaCy), each coding one article at a time; 0 = one per CPU core.
+    workers: int = 0

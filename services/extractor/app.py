@@ -20,11 +20,7 @@ import asyncio
 import collections
 import functools
 import logging
-import multiprocessing
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +45,7 @@ from services.common.metrics import HealthServer, ServiceMetrics
 from services.common.settings import ServiceSettings, TopicNames
 from services.common.shutdown import GracefulStop
 from services.common.topics import ensure_topics, pipeline_topics
+from services.common.workers import WorkerDied, WorkerPool, worker_count
 from services.extractor.extract import ExtractedPage, build_article, extract_page
 from services.extractor.fetch import FetchedPage, RetryPolicy, fetch_page
 
@@ -78,7 +75,7 @@ class ExtractorSettings(ServiceSettings):
     fetch: FetchSettings = Field(default_factory=FetchSettings)
 
     def worker_count(self) -> int:
-        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+        return worker_count(self.workers)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.max_attempts, self.retry_base_seconds, self.retry_max_seconds)
@@ -132,11 +129,9 @@ class Output:
     reason: str | None = None  # set for dead letters
 
 
-def extraction_pool(workers: int) -> ProcessPoolExecutor:
+def extraction_pool(workers: int) -> WorkerPool:
     """Worker processes forked from a server that has already imported trafilatura."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["services.extractor.extract"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return WorkerPool(workers, preload=["services.extractor.extract"])
 
 
 @dataclass
@@ -177,7 +172,7 @@ class Extractor:
         consumer: AIOKafkaConsumer,
         producer: ValidatingProducer,
         session: Any,
-        pool: ProcessPoolExecutor,
+        pool: WorkerPool,
         metrics: ExtractorMetrics,
         stop: GracefulStop,
     ) -> None:
@@ -198,13 +193,8 @@ class Extractor:
 
     async def warm_up(self) -> None:
         """Start every worker process before consuming, so readiness means full speed."""
-        loop = asyncio.get_running_loop()
         page = b"<html><body><article><p>warm up</p></article></body></html>"
-        calls = [
-            loop.run_in_executor(self.pool, functools.partial(extract_page, page))
-            for _ in range(self.settings.worker_count())
-        ]
-        await asyncio.gather(*calls)
+        await self.pool.start_all(functools.partial(extract_page, page))
         self.pool_ready = True
 
     def is_ready(self) -> bool:
@@ -350,27 +340,16 @@ class Extractor:
 
     async def _extract(self, page: FetchedPage) -> ExtractedPage | DeadLetter:
         """Extract in the pool; a dead worker costs one retry on a fresh pool, then a DLQ."""
-        loop = asyncio.get_running_loop()
         call = functools.partial(
             extract_page, page.body, url=page.url, content_type=page.content_type
         )
-        for attempt in (1, 2):
-            pool = self.pool
-            try:
-                return await loop.run_in_executor(pool, call)
-            except BrokenProcessPool:
-                logger.error("an extraction worker died (attempt %d for %s)", attempt, page.url)
-                if self.pool is pool:
-                    self._replace_pool()
-            except Exception as exc:  # a page that crashes the parser must not stop the service
-                logger.exception("extraction failed for %s", page.url)
-                return DeadLetter("extraction_failed", f"{type(exc).__name__}: {exc}")
-        return DeadLetter("extraction_failed", "the extraction worker process died twice")
-
-    def _replace_pool(self) -> None:
-        broken = self.pool
-        self.pool = extraction_pool(self.settings.worker_count())
-        broken.shutdown(wait=False, cancel_futures=True)
+        try:
+            return await self.pool.run(call, what=f"extracting {page.url}")
+        except WorkerDied:
+            return DeadLetter("extraction_failed", "the extraction worker process died twice")
+        except Exception as exc:  # a page that crashes the parser must not stop the service
+            logger.exception("extraction failed for %s", page.url)
+            return DeadLetter("extraction_failed", f"{type(exc).__name__}: {exc}")
 
     def _dead(
         self, record: ConsumerRecord, letter: DeadLetter, *, topic: str | None = None
@@ -454,5 +433,5 @@ async def run_extractor(
         await consumer.stop()
         await producer.stop()
         await health.stop()
-        (extractor.pool if extractor else pool).shutdown(wait=True, cancel_futures=True)
+        pool.shutdown()
         logger.info("extractor stopped")

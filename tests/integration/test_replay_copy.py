@@ -48,7 +48,8 @@ async def produce_stream(kafka: KafkaSettings, topic: str, count: int, partition
 async def read_topic(kafka: KafkaSettings, topic: str) -> dict[int, list]:
     """Every record of ``topic``, per partition, in offset order: read until a second of silence.
 
-    Not bounded by the reported end offsets, which Tansu understates (see ``services.common.kafka.end_offsets``).
+    Not bounded by the reported end offsets, which Tansu understates
+    (see ``services.common.kafka.end_offsets``).
     """
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()

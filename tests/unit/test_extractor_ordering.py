@@ -7,10 +7,8 @@ real-broker behaviour is covered in tests/integration/test_extractor_*.py.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.kafka import DeadLetter
 from services.common.shutdown import GracefulStop
+from services.common.workers import WorkerPool
 from services.extractor import app
 from services.extractor.app import Extractor, ExtractorMetrics, ExtractorSettings, Output
 from services.extractor.fetch import FetchedPage
@@ -98,7 +97,7 @@ async def test_outputs_leave_in_offset_order_and_only_acknowledged_offsets_are_c
         consumer=consumer,  # type: ignore[arg-type]
         producer=producer,  # type: ignore[arg-type]
         session=None,
-        pool=ProcessPoolExecutor(1),
+        pool=WorkerPool(1, preload=[]),
         metrics=ExtractorMetrics(CollectorRegistry()),
         stop=stop,
     )
@@ -133,15 +132,15 @@ def crash_once(body: bytes, *, url: str | None, content_type: str | None) -> Dea
     return DeadLetter("empty_extraction", f"survived: {len(body)} bytes")
 
 
-def fork_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+def fork_pool(workers: int) -> WorkerPool:
+    """Forked, not served: the workers must see the monkeypatched ``extract_page``."""
+    return WorkerPool(workers, preload=[], start_method="fork")
 
 
 async def test_a_dead_worker_is_replaced_and_the_entry_retried_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(app, "extract_page", crash_once)
-    monkeypatch.setattr(app, "extraction_pool", fork_pool)
     MARKER.unlink(missing_ok=True)
     extractor = Extractor(
         ExtractorSettings(workers=1),
@@ -152,7 +151,7 @@ async def test_a_dead_worker_is_replaced_and_the_entry_retried_once(
         metrics=ExtractorMetrics(CollectorRegistry()),
         stop=GracefulStop(),
     )
-    first_pool = extractor.pool
+    first_executor = extractor.pool.executor
     page = FetchedPage("http://x/", 200, "text/html", b"<html>", 0.0, 0)
     try:
         outcome = await extractor._extract(page)
@@ -160,4 +159,4 @@ async def test_a_dead_worker_is_replaced_and_the_entry_retried_once(
         extractor.pool.shutdown()
         MARKER.unlink(missing_ok=True)
     assert isinstance(outcome, DeadLetter) and outcome.error == "survived: 6 bytes"
-    assert extractor.pool is not first_pool
+    assert extractor.pool.executor is not first_executor
