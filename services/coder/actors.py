@@ -7,6 +7,7 @@ noun phrase a parser points at into an :class:`Actor` (country, role, CAMEO acto
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -15,6 +16,7 @@ from typing import Any
 
 import pycountry
 import yaml
+from spacy.lang.en.stop_words import STOP_WORDS
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span, Token
 from spacy.vocab import Vocab
@@ -97,6 +99,15 @@ def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
+_WORD = re.compile(r"\w+")
+
+
+def _key_word(form: str) -> str:
+    """The form's rarest-looking run of word characters: the longest that is not a stop word
+    ("eu" of "the EU")."""
+    return max(_WORD.findall(form.lower()), key=lambda w: (w not in STOP_WORDS, len(w)), default="")
+
+
 class ActorDictionary:
     """Surface forms -> entries, and role nouns -> CAMEO role codes, matched on spaCy docs."""
 
@@ -126,6 +137,11 @@ class ActorDictionary:
         self.names_any_case = PhraseMatcher(vocab, attr="LOWER")
         self.role_words = PhraseMatcher(vocab, attr="LOWER")
 
+    def may_name_an_actor(self, text: str) -> bool:
+        """False only when no form can match in ``text``: a text that holds a form holds its
+        key word, whatever the case (a cheap test before tokenising)."""
+        return not self.key_words.isdisjoint(_WORD.findall(text.lower()))
+
     def _any_case(self, form: str) -> bool:
         return (
             len(form) >= 4
@@ -135,6 +151,7 @@ class ActorDictionary:
 
     def compile(self, make_doc: Any) -> None:
         """Build the matchers with the pipeline's own tokenizer (so "U.S." splits the same)."""
+        self.key_words = frozenset(_key_word(form) for form in self.forms)
         for form in self.forms:
             self.names.add(form, [make_doc(form)])
         for lowered in self.any_case:

@@ -92,7 +92,7 @@ class Coder:
         found: list[str] = []
         for paragraph in text.splitlines():
             paragraph = paragraph.strip(" -•\t")
-            if len(paragraph) < 12:
+            if len(paragraph) < 12 or not self.actors.may_name_an_actor(paragraph):
                 continue
             doc = self.splitter(paragraph)
             matches = DocActors(doc, self.actors, on=published)
