@@ -21,7 +21,6 @@ from services.dedup.similarity import (
     aligned_sentences,
     containment,
     fingerprint,
-    overlap,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,11 +45,16 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class Probe:
-    """A new article's fingerprint with the rarity weights of its reporting."""
+    """A new article's fingerprint with the rarity weights of its reporting, and its hashes as
+    sets (made once per lookup, not once per candidate)."""
 
     fingerprint: Fingerprint
     weights: dict[int, float]
     total: float
+    shingles: frozenset[int] = frozenset()
+    quotes: frozenset[int] = frozenset()
+    names: frozenset[int] = frozenset()
+    numbers: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,15 @@ class Deduplicator:
         narrative = fp.narrative()
         ordered = sorted(narrative)
         weights = self._idf(ordered)
-        return Probe(fp, dict(zip(ordered, weights.tolist(), strict=True)), float(weights.sum()))
+        return Probe(
+            fp,
+            dict(zip(ordered, weights.tolist(), strict=True)),
+            float(weights.sum()),
+            shingles=frozenset(fp.shingles),
+            quotes=frozenset(fp.quotes),
+            names=frozenset(fp.names),
+            numbers=frozenset(fp.numbers),
+        )
 
     def compare(self, fp: Fingerprint | Probe, other: WindowEntry) -> PairSignals:
         """The signals between a new article and one earlier article.
@@ -177,7 +189,7 @@ class Deduplicator:
         """
         probe = fp if isinstance(fp, Probe) else self.probe(fp)
         mine, theirs = probe.fingerprint, other.fingerprint
-        shingles = containment(mine.shingles, theirs.shingles)
+        shingles = containment(probe.shingles, theirs.shingles)
         narrative = alignment = 0.0
         if shingles >= MIN_SHARED_SHINGLES:
             narrative = self._weighted_containment(probe, theirs.narrative())
@@ -187,9 +199,9 @@ class Deduplicator:
             shingles=shingles,
             narrative=narrative,
             alignment=alignment,
-            names=overlap(mine.names, theirs.names),
-            numbers=overlap(mine.numbers, theirs.numbers),
-            quotes=containment(mine.quotes, theirs.quotes),
+            names=len(probe.names.intersection(theirs.names)),
+            numbers=len(probe.numbers.intersection(theirs.numbers)),
+            quotes=containment(probe.quotes, theirs.quotes),
         )
 
     def _idf(self, hashes: list[int]) -> npt.NDArray[np.float64]:

@@ -11,7 +11,11 @@ import re
 import unicodedata
 import zlib
 from array import array
+from collections.abc import Collection
 from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
 
 WORD = re.compile(r"\w+", re.UNICODE)
 # A capitalised word sequence (optionally joined by "of"/"al"/"bin" style particles).
@@ -139,43 +143,58 @@ def fingerprint(title: str, text: str) -> Fingerprint:
     )
 
 
-def containment(a: array[int], b: array[int]) -> float:
-    """Share of the smaller set found in the larger one (1.0 when one is inside the other)."""
+def containment(a: Collection[int], b: Collection[int]) -> float:
+    """Share of the smaller set found in the larger one (1.0 when one is inside the other).
+
+    Both hold distinct hashes; ``a`` is best a set already (it is not copied then)."""
     if not a or not b:
         return 0.0
-    common = len(set(a).intersection(b))
+    common = len((a if isinstance(a, (set, frozenset)) else set(a)).intersection(b))
     return common / min(len(a), len(b))
 
 
-def overlap(a: array[int], b: array[int]) -> int:
-    return len(set(a).intersection(b))
+@dataclass(frozen=True)
+class SentenceWords:
+    """An article's sentence words as flat arrays sorted by word, for pairwise alignment."""
+
+    words: npt.NDArray[np.uint32]  # every sentence's content-word hashes, sorted
+    sentence: npt.NDArray[np.int64]  # the sentence each of those words is in
+    lengths: npt.NDArray[np.int64]  # words per sentence
+
+
+def sentence_words(fp: Fingerprint) -> SentenceWords:
+    lengths = np.fromiter((len(s) for s in fp.sentences), dtype=np.int64, count=len(fp.sentences))
+    flat = np.frombuffer(b"".join(s.tobytes() for s in fp.sentences), dtype=np.uint32)
+    owner = np.repeat(np.arange(len(fp.sentences), dtype=np.int64), lengths)
+    order = np.argsort(flat, kind="stable")
+    return SentenceWords(flat[order], owner[order], lengths)
 
 
 def aligned_sentences(a: Fingerprint, b: Fingerprint, *, threshold: float = 0.5) -> float:
     """Share of the shorter article's sentences that have a counterpart in the other one.
 
     A counterpart shares at least ``threshold`` of the sentence's content words — which survives
-    synonym spinning and light edits that break word n-grams.
+    synonym spinning and light edits that break word n-grams. Counted with arrays (every pair
+    of sentences sharing a word at once): this runs for every candidate that shares some text.
     """
     short, long_ = (a, b) if len(a.sentences) <= len(b.sentences) else (b, a)
     if not short.sentences or not long_.sentences:
         return 0.0
-    where: dict[int, list[int]] = {}
-    for index, sentence in enumerate(long_.sentences):
-        for word in sentence:
-            where.setdefault(word, []).append(index)
-    aligned = 0
-    for sentence in short.sentences:
-        counts: dict[int, int] = {}
-        for word in sentence:
-            for index in where.get(word, ()):
-                counts[index] = counts.get(index, 0) + 1
-        if not counts:
-            continue
-        best = max(
-            count / min(len(sentence), len(long_.sentences[index]))
-            for index, count in counts.items()
-        )
-        if best >= threshold:
-            aligned += 1
+    mine, theirs = sentence_words(short), sentence_words(long_)
+    first = np.searchsorted(theirs.words, mine.words, side="left")
+    matches = np.searchsorted(theirs.words, mine.words, side="right") - first
+    total = int(matches.sum())
+    if total == 0:
+        return 0.0
+    # Each of my words against each occurrence of it in the other article.
+    starts = np.repeat(first - (np.cumsum(matches) - matches), matches)
+    where = starts + np.arange(total)
+    rows = np.repeat(mine.sentence, matches)
+    columns = theirs.sentence[where]
+    width = len(theirs.lengths)
+    shared = np.bincount(rows * width + columns, minlength=len(mine.lengths) * width).reshape(
+        len(mine.lengths), width
+    )
+    share = shared / np.minimum(mine.lengths[:, None], theirs.lengths[None, :])
+    aligned = int(np.count_nonzero(share.max(axis=1) >= threshold))
     return aligned / len(short.sentences)
