@@ -261,6 +261,14 @@ class PhaseResult:
     dead_letters: int
     cores: float
     stages: dict[str, float]
+    cpu_by_part: dict[str, float] = field(default_factory=dict)
+
+    def cpu_line(self) -> str:
+        """CPU milliseconds per entry in each process tree: where the pipeline's cost lies."""
+        return ", ".join(
+            f"{part} {1000 * seconds / self.entries:.0f}"
+            for part, seconds in self.cpu_by_part.items()
+        )
 
     def latency_line(self) -> str:
         events = self.event_latencies
@@ -280,12 +288,14 @@ class PhaseResult:
 class Bench:
     """The running pipeline, the feed server and what is read from them."""
 
-    def __init__(self, bootstrap: str, base: str, services: list[Service], pids: list[int]) -> None:
+    def __init__(
+        self, bootstrap: str, base: str, services: list[Service], pids: dict[str, int]
+    ) -> None:
         self.kafka = KafkaSettings(bootstrap_servers=bootstrap)
         self.topics = TopicNames()
         self.base = base
         self.services = services
-        self.pids = pids  # every process the pipeline's CPU is counted over
+        self.pids = pids  # every process the pipeline's CPU is counted over, by name
         self.tracker = Tracker()
         self.coder_done = 0.0
         self.session: aiohttp.ClientSession | None = None
@@ -358,14 +368,17 @@ class Bench:
         )
 
     def cpu_seconds(self) -> float:
-        return sum(tree_cpu_seconds(pid) for pid in self.pids)
+        return sum(self.cpu_by_part().values())
+
+    def cpu_by_part(self) -> dict[str, float]:
+        return {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
 
     async def run_phase(
         self, name: str, cycle: list[tuple[str, str]], releases: list[float]
     ) -> tuple[PhaseResult, list[PlannedEntry]]:
         entries = plan(cycle, self.next_index, releases)
         self.next_index += len(entries)
-        started, cpu = time.time(), self.cpu_seconds()
+        started, cpu = time.time(), self.cpu_by_part()
         await self.release(entries)
         deadline = time.monotonic() + PHASE_TIMEOUT + (releases[-1] - started)
         while not self.finished(entries):
@@ -391,7 +404,8 @@ class Bench:
                 latency for i, latency in self.tracker.dedup_latency.items() if i in indexes
             ],
             dead_letters=sum(1 for i in indexes if self.tracker.done[i].startswith("dead letter")),
-            cores=(self.cpu_seconds() - cpu) / (ended - started),
+            cores=(self.cpu_seconds() - sum(cpu.values())) / (ended - started),
+            cpu_by_part={part: seconds - cpu[part] for part, seconds in self.cpu_by_part().items()},
             stages=self.stage_medians(indexes),
         )
         return result, entries
@@ -580,6 +594,7 @@ async def measure_maximum(
         f"processes, broker and feed server included), bare loop {bare / bare_cores:.1f}; "
         f"median time added by stage: {peak.stages_line()}"
     )
+    print(f"  CPU ms per article: {peak.cpu_line()}; bare loop {1000 * bare_cores / bare:.0f}")
     return peak.throughput, peak.throughput / bare
 
 
@@ -725,7 +740,8 @@ def main() -> int:
                     for service in services:
                         wait_ready(service.name, service.metrics_port, service.process, 180)
                     assert broker.process is not None and server.pid is not None
-                    pids = [s.process.pid for s in services] + [broker.process.pid, server.pid]
+                    pids = {s.name: s.process.pid for s in services}
+                    pids.update(broker=broker.process.pid, feed_server=server.pid)
                     bench = Bench(broker.bootstrap_servers, base, services, pids)
                     ok = asyncio.run(run(bench, pages, cycle, args.soak))
                 finally:

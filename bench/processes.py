@@ -39,16 +39,25 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU time a process and its descendants have run so far (Linux ``schedstat``).
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-    Printed beside the rates because the machine is shared: with the kernel's autogroup
-    scheduling a whole session gets one fair share, however many processes it runs.
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time a process and its descendants have run so far, every thread included.
+
+    From ``/proc/<pid>/stat`` (user + system time of the whole thread group, in clock ticks):
+    ``schedstat`` counts only a process's main thread, which missed the broker's worker
+    threads and the services' consumer and executor threads. Printed beside the rates because
+    the machine is shared: with the kernel's autogroup scheduling a whole session gets one fair
+    share, however many processes it runs.
     """
     total = 0.0
     for pid in process_tree(root):
         try:
-            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            # Fields after the command name (which may hold spaces), from field 3 on.
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
         except (OSError, IndexError, ValueError):
             continue
     return total
