@@ -224,3 +224,34 @@ def test_a_mention_message_that_is_not_one_becomes_a_dead_letter() -> None:
     ]:
         letter = decode_mention(raw)
         assert isinstance(letter, DeadLetter) and letter.reason == reason, raw
+
+
+def test_a_paragraph_is_skipped_only_when_no_actor_form_can_be_in_it() -> None:
+    actors = default_coder().actors
+    assert actors.may_name_an_actor("Officials in the Kremlin declined to comment.")
+    assert actors.may_name_an_actor("He met the E.U. envoy in Brussels on Monday.")
+    assert actors.may_name_an_actor("TUNISIAN RIOTERS clashed with police")  # any case
+    assert not actors.may_name_an_actor("The weather stayed mild and the markets were quiet.")
+
+
+def test_every_actor_form_contains_its_key_word() -> None:
+    """The skip is safe only if every form, however written, holds its key word."""
+    actors = default_coder().actors
+    for form in actors.forms:
+        assert actors.may_name_an_actor(f"... {form} ..."), form
+        assert actors.may_name_an_actor(f"... {form.upper()}'s ..."), form
+
+
+def test_sentences_with_and_without_their_entities_code_alike() -> None:
+    """Named entities are added only to sentences that hold a mention; coding a text must give
+    what the whole pipeline on every sentence gives."""
+    coder = default_coder()
+    for article in seed_articles():
+        text = article["text"]
+        whole: list[object] = []
+        last_actor = None
+        for doc in coder.nlp.pipe(coder.candidate_sentences(text, MONDAY)):
+            found, last_actor = coder._code_doc(doc, MONDAY, last_actor)
+            whole.extend(found)
+        assert coder.code_text(text, MONDAY) == whole
+        assert whole
