@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import faust
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
@@ -52,6 +53,11 @@ def faust_data_root() -> str:
     return root
 
 
+logger = logging.getLogger(__name__)
+
+END_OFFSETS_RETRY_SECONDS = 1.0
+
+
 class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer with the app's fetch wait (Faust fixes it at 1.5 s), and end offsets
     that are the real ends.
@@ -71,10 +77,23 @@ class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if self.consumer.in_transaction:
             return await super()._highwaters(partitions)
         kafka = cast("WirewatchFaustApp", self.app).kafka
-        ends = await probe_end_offsets(
-            kafka, [TopicPartition(tp.topic, tp.partition) for tp in partitions]
-        )
-        return {TP(tp.topic, tp.partition): end for tp, end in ends.items()}
+        wanted = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        attempt = 0
+        while True:
+            try:
+                ends = await probe_end_offsets(kafka, wanted)
+                return {TP(tp.topic, tp.partition): end for tp, end in ends.items()}
+            except KafkaError as exc:
+                # A rebalance while the broker is down asks for these too; an exception here
+                # would crash Faust's table recovery and stop the worker.
+                attempt += 1
+                logger.warning(
+                    "end offsets unavailable (attempt %d, retrying in %.0f s): %s",
+                    attempt,
+                    END_OFFSETS_RETRY_SECONDS,
+                    exc,
+                )
+                await asyncio.sleep(END_OFFSETS_RETRY_SECONDS)
 
 
 class _PromptFetchConsumer(faust_aiokafka.Consumer):

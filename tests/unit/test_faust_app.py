@@ -7,6 +7,12 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
+from faust.types import TP
+
+from services.common import faust_app
 from services.common.faust_app import make_faust_app
 from services.common.kafka import make_consumer
 from services.common.settings import KafkaSettings
@@ -63,3 +69,23 @@ async def test_a_flush_before_an_offset_commit_waits_for_every_table_write() -> 
         assert channel.published == writes
     finally:
         await buffer.stop()
+
+
+async def test_table_recovery_waits_for_the_broker_instead_of_crashing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rebalance while the broker is down asks for end offsets too; the worker must wait."""
+    calls: list[list[TopicPartition]] = []
+
+    async def probe(kafka: KafkaSettings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        calls.append(list(tps))
+        if len(calls) < 3:
+            raise KafkaConnectionError("Unable to bootstrap")
+        return {tp: 7 for tp in tps}
+
+    monkeypatch.setattr(faust_app, "probe_end_offsets", probe)
+    monkeypatch.setattr(faust_app, "END_OFFSETS_RETRY_SECONDS", 0.01)
+    app = make_faust_app("it-recovery-wait", KafkaSettings(bootstrap_servers=UNREACHABLE))
+    ends = await app.consumer._thread._highwaters([TP("changelog", 0), TP("changelog", 1)])
+    assert ends == {TP("changelog", 0): 7, TP("changelog", 1): 7}
+    assert len(calls) == 3
