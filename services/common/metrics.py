@@ -74,7 +74,10 @@ async def update_consumer_lag(
     assigned = sorted(consumer.assignment())
     lags: dict[TopicPartition, int] = {}
     if assigned:
-        ends = await consumer.end_offsets(assigned)
+        reported = await consumer.end_offsets(assigned)
+        # Tansu's ListOffsets answer can fall short of the end (see kafka.end_offsets); the
+        # high watermark of the consumer's latest fetch, when there was one, cannot.
+        ends = {tp: max(reported[tp], consumer.highwater(tp) or 0) for tp in assigned}
         uncommitted = []
         for tp in assigned:
             committed = await consumer.committed(tp)
