@@ -15,12 +15,9 @@ from services.common.settings import KafkaSettings
 from services.common.topics import TopicSpec, ensure_topics
 
 
-async def test_end_offsets_count_every_record_on_s3_storage(
-    faults_broker: EmbeddedBroker,
-) -> None:
-    kafka = KafkaSettings(bootstrap_servers=faults_broker.bootstrap_servers)
-    topic = "end-offsets-s3"
-    await ensure_topics(kafka, [TopicSpec(topic, 2)])
+async def produce_five_one_by_one(kafka: KafkaSettings, topic: str, *, partitions: int) -> None:
+    """Records a, b, c, d, e into partition 0, each acknowledged before the next (five batches)."""
+    await ensure_topics(kafka, [TopicSpec(topic, partitions)])
     producer = make_producer(kafka)
     await producer.start()
     try:
@@ -28,6 +25,14 @@ async def test_end_offsets_count_every_record_on_s3_storage(
             await (await producer.send(topic, value, partition=0))
     finally:
         await producer.stop()
+
+
+async def test_end_offsets_count_every_record_on_s3_storage(
+    faults_broker: EmbeddedBroker,
+) -> None:
+    kafka = KafkaSettings(bootstrap_servers=faults_broker.bootstrap_servers)
+    topic = "end-offsets-s3"
+    await produce_five_one_by_one(kafka, topic, partitions=2)
     partitions = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
     expected = {partitions[0]: 5, partitions[1]: 0}
     assert await probe_end_offsets(kafka, partitions) == expected
@@ -45,14 +50,7 @@ async def test_consumer_lag_counts_past_the_short_end_offset(faults_broker: Embe
     """The lag gauge takes the end from the consumer's latest fetch when ListOffsets says less."""
     kafka = KafkaSettings(bootstrap_servers=faults_broker.bootstrap_servers)
     topic = "lag-s3"
-    await ensure_topics(kafka, [TopicSpec(topic, 1)])
-    producer = make_producer(kafka)
-    await producer.start()
-    try:
-        for value in (b"a", b"b", b"c", b"d", b"e"):
-            await (await producer.send(topic, value, partition=0))
-    finally:
-        await producer.stop()
+    await produce_five_one_by_one(kafka, topic, partitions=1)
     partition = TopicPartition(topic, 0)
     metrics = ServiceMetrics("extractor", registry=CollectorRegistry())
     consumer = make_consumer(kafka, group_id=f"lag-{topic}")
