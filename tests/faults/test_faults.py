@@ -10,7 +10,7 @@ broker stopped mid-stream and restarted; poison messages (invalid JSON, wrong sc
 every topic a service reads; the page and feed server failing in every way (stalls, resets, 5xx
 bursts, endless bodies, redirect chains to internal addresses). ``make test-faults`` is the full
 suite: two kills per service and a 30 s outage. ``make test`` runs the same cases reduced: one
-kill per service and a 10 s outage.
+kill per service and a 10 s outage, without the cases in ``OPEN_FAILURES``.
 ``WIREWATCH_FAULTS_SEED`` replays the kill points of a run (each line prints its seed).
 """
 
@@ -55,6 +55,14 @@ CASES = [
     "poison",
     "http-faults",
 ]
+# Known to fail now and then (README, Reliability, "Open"): a killed dedup can stall after its
+# restart. It stays in `make test-faults`, which fails on such runs until it is fixed; `make test`
+# leaves it out meanwhile so that everyone's test run is not red by chance.
+OPEN_FAILURES = {"kill-dedup"}
+
+
+def selected_cases() -> list[str]:
+    return [case for case in CASES if full_suite() or case not in OPEN_FAILURES]
 
 
 def kills_per_case() -> int:
@@ -212,7 +220,7 @@ async def stop_broker_mid_stream(
 
 
 @pytest.mark.timeout(CASE_TIMEOUT * 3)
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", selected_cases())
 async def test_fault_case_loses_nothing_and_duplicates_no_event(
     case: str,
     clean_run: CleanRun,
