@@ -10,7 +10,14 @@ import pytest
 
 from services.coder.aggregate import ArticleRef, merge_mention
 from services.coder.app import decode_mention
-from services.coder.coding import ALL_ROOTS, Coder, default_coder, load_pipeline, mention_to_dict
+from services.coder.coding import (
+    ALL_ROOTS,
+    Coder,
+    MemoLemmatize,
+    default_coder,
+    load_pipeline,
+    mention_to_dict,
+)
 from services.coder.core import ArticleInputError, article_from_mapping, code_articles
 from services.coder.dates import resolve_date
 from services.common import schemas
@@ -255,3 +262,22 @@ def test_sentences_with_and_without_their_entities_code_alike() -> None:
             whole.extend(found)
         assert coder.code_text(text, MONDAY) == whole
         assert whole
+
+
+def test_remembered_lemmas_are_the_lemmatizers_own_and_the_memo_is_bounded() -> None:
+    nlp = load_pipeline()
+    memo = nlp.get_pipe("lemmatizer").lemmatize
+    assert isinstance(memo, MemoLemmatize)
+    text = (
+        "The ministers were meeting in Jeddah; the talks went well and Ukraine accepted the "
+        "proposals the United States had tabled, officials said."
+    )
+    remembered = [t.lemma_ for t in nlp(text)]
+    fresh = MemoLemmatize(memo.lemmatize, limit=3)
+    with nlp.select_pipes(disable=["lemmatizer"]):
+        doc = nlp(text)
+    # The lemmatizer fills in what the attribute ruler left unset ("were" is set to "be").
+    assert [t.lemma_ or fresh(t)[0] for t in doc] == remembered
+    assert [t.lemma_ or memo.lemmatize(t)[0] for t in doc] == remembered
+    assert remembered[2:4] == ["be", "meet"]
+    assert 0 < len(fresh.memo) <= 3
