@@ -19,8 +19,10 @@ from services.dedup.index import Window, WindowEntry
 from services.dedup.similarity import (
     Fingerprint,
     aligned_sentences,
+    as_numpy,
     containment,
     fingerprint,
+    found_in,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,13 +48,14 @@ class Thresholds:
 @dataclass(frozen=True)
 class Probe:
     """A new article's fingerprint with the rarity weights of its reporting, and its hashes as
-    sets (made once per lookup, not once per candidate)."""
+    numpy arrays (made once per lookup, not once per candidate)."""
 
     fingerprint: Fingerprint
-    weights: dict[int, float]
+    narrative: npt.NDArray[np.uint32]  # sorted
+    weights: npt.NDArray[np.float64]  # the rarity of each narrative 3-gram
     total: float
-    shingles: frozenset[int] = frozenset()
-    quotes: frozenset[int] = frozenset()
+    shingles: npt.NDArray[np.uint32]
+    quotes: npt.NDArray[np.uint32]
     names: frozenset[int] = frozenset()
     numbers: frozenset[int] = frozenset()
 
@@ -169,14 +172,14 @@ class Deduplicator:
     def probe(self, fp: Fingerprint) -> Probe:
         """What ``compare`` needs of the new article, computed once per lookup."""
         narrative = fp.narrative()
-        ordered = sorted(narrative)
-        weights = self._idf(ordered)
+        weights = self._idf(narrative)
         return Probe(
             fp,
-            dict(zip(ordered, weights.tolist(), strict=True)),
+            narrative,
+            weights,
             float(weights.sum()),
-            shingles=frozenset(fp.shingles),
-            quotes=frozenset(fp.quotes),
+            shingles=as_numpy(fp.shingles),
+            quotes=as_numpy(fp.quotes),
             names=frozenset(fp.names),
             numbers=frozenset(fp.numbers),
         )
@@ -189,7 +192,7 @@ class Deduplicator:
         """
         probe = fp if isinstance(fp, Probe) else self.probe(fp)
         mine, theirs = probe.fingerprint, other.fingerprint
-        shingles = containment(probe.shingles, theirs.shingles)
+        shingles = containment(probe.shingles, as_numpy(theirs.shingles))
         narrative = alignment = 0.0
         if shingles >= MIN_SHARED_SHINGLES:
             narrative = self._weighted_containment(probe, theirs.narrative())
@@ -201,28 +204,28 @@ class Deduplicator:
             alignment=alignment,
             names=len(probe.names.intersection(theirs.names)),
             numbers=len(probe.numbers.intersection(theirs.numbers)),
-            quotes=containment(probe.quotes, theirs.quotes),
+            quotes=containment(probe.quotes, as_numpy(theirs.quotes)),
         )
 
-    def _idf(self, hashes: list[int]) -> npt.NDArray[np.float64]:
+    def _idf(self, hashes: npt.NDArray[np.uint32]) -> npt.NDArray[np.float64]:
         size = len(self.window) + 1
         counts = self.window.frequencies.counts(hashes)
         weights: npt.NDArray[np.float64] = np.log((size + 1) / (counts + 1.0))
         return weights
 
-    def _weighted_containment(self, probe: Probe, theirs: set[int]) -> float:
+    def _weighted_containment(self, probe: Probe, theirs: npt.NDArray[np.uint32]) -> float:
         """Shared reporting, each 3-gram weighted by how rare it is in the window (IDF).
 
         Phrases every article on a topic uses ("30-day ceasefire", "Secretary of State Marco
         Rubio") weigh little; the phrasing one wire story introduced weighs most.
         """
-        if not probe.weights or not theirs:
+        if not probe.narrative.size or not theirs.size:
             return 0.0
-        shared = [probe.weights[h] for h in theirs if h in probe.weights]
-        if not shared:
+        shared = probe.weights[found_in(probe.narrative, theirs)]
+        if not shared.size:
             return 0.0
-        denominator = min(probe.total, float(self._idf(sorted(theirs)).sum()))
-        return sum(shared) / denominator if denominator > 0 else 0.0
+        denominator = min(probe.total, float(self._idf(theirs).sum()))
+        return float(shared.sum()) / denominator if denominator > 0 else 0.0
 
     def _is_copy(self, signals: PairSignals) -> bool:
         t = self.thresholds

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,15 +58,15 @@ class FrequencySketch:
     def _columns(self, hashes: npt.NDArray[np.uint64]) -> list[npt.NDArray[np.uint64]]:
         return [((hashes * a + b) % _PRIME) % self.width for a, b in self.seeds]
 
-    def update(self, hashes: Iterable[int], delta: int) -> None:
-        values = np.fromiter(hashes, dtype=np.uint64)
+    def update(self, hashes: array[int] | npt.NDArray[np.uint32], delta: int) -> None:
+        values = np.asarray(hashes, dtype=np.uint64)
         for row, columns in enumerate(self._columns(values)):
             # Two hashes may share a column: each counts (what np.add.at does, only faster).
             unique, times = np.unique(columns.astype(np.intp), return_counts=True)
             self.table[row, unique] += (delta * times).astype(np.int32)
 
-    def counts(self, hashes: Iterable[int]) -> npt.NDArray[np.int32]:
-        values = np.fromiter(hashes, dtype=np.uint64)
+    def counts(self, hashes: array[int] | npt.NDArray[np.uint32]) -> npt.NDArray[np.int32]:
+        values = np.asarray(hashes, dtype=np.uint64)
         if values.size == 0:
             return np.zeros(0, dtype=np.int32)
         rows = [self.table[r][c.astype(np.intp)] for r, c in enumerate(self._columns(values))]

@@ -11,7 +11,6 @@ import re
 import unicodedata
 import zlib
 from array import array
-from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,13 +83,16 @@ class Fingerprint:
     numbers: array[int]  # figures, counts, percentages, years
     sentences: tuple[array[int], ...] = field(default=())  # content words of each sentence
 
-    def narrative(self) -> set[int]:
-        """The shingles outside quotations: what the outlet wrote rather than whom it quoted.
+    def narrative(self) -> npt.NDArray[np.uint32]:
+        """The shingles outside quotations (sorted): what the outlet wrote rather than whom it
+        quoted.
 
         Independent reports of one event quote the same remarks; copies and rewrites share the
         reporting around them.
         """
-        return set(self.shingles).difference(self.quotes)
+        shingles = as_numpy(self.shingles)
+        # The quoted 3-grams are a subset of the shingles (see ``fingerprint``).
+        return np.delete(shingles, np.searchsorted(shingles, as_numpy(self.quotes)))
 
 
 def extract_quotes(text: str) -> list[str]:
@@ -143,14 +145,33 @@ def fingerprint(title: str, text: str) -> Fingerprint:
     )
 
 
-def containment(a: Collection[int], b: Collection[int]) -> float:
+def as_numpy(values: array[int]) -> npt.NDArray[np.uint32]:
+    """A fingerprint's hash array seen as numpy (no copy)."""
+    return np.frombuffer(values, dtype=np.uint32)
+
+
+def found_in(
+    values: npt.NDArray[np.uint32], sorted_other: npt.NDArray[np.uint32]
+) -> npt.NDArray[np.bool_]:
+    """For each of ``values``, whether it is in ``sorted_other`` (sorted, distinct)."""
+    if not sorted_other.size:
+        return np.zeros(values.size, dtype=bool)
+    at = np.searchsorted(sorted_other, values)
+    at[at == sorted_other.size] = 0
+    hit: npt.NDArray[np.bool_] = sorted_other[at] == values
+    return hit
+
+
+def containment(a: npt.NDArray[np.uint32], b: npt.NDArray[np.uint32]) -> float:
     """Share of the smaller set found in the larger one (1.0 when one is inside the other).
 
-    Both hold distinct hashes; ``a`` is best a set already (it is not copied then)."""
-    if not a or not b:
+    Both are sorted arrays of distinct hashes: one binary search per element of the smaller,
+    instead of hashing every element of both into sets.
+    """
+    if not a.size or not b.size:
         return 0.0
-    common = len((a if isinstance(a, (set, frozenset)) else set(a)).intersection(b))
-    return common / min(len(a), len(b))
+    small, large = (a, b) if a.size <= b.size else (b, a)
+    return int(np.count_nonzero(found_in(small, large))) / small.size
 
 
 @dataclass(frozen=True)
