@@ -1,16 +1,21 @@
 """The JSON Schemas in ``schemas/`` are the one source of truth for every message.
 
 Producers validate before sending and consumers on receipt, both through :func:`validate`.
+A message is checked first by the schema compiled to Python code (fastjsonschema, about twenty
+times faster: a message is validated at every hop); only one it rejects goes to the reference
+validator (jsonschema, Draft 2020-12), which has the last word and names the problem.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 
@@ -61,8 +66,48 @@ def validator_for(schema_id: str) -> Draft202012Validator:
     )
 
 
+@cache
+def _format_checker() -> FormatChecker:
+    return FormatChecker()
+
+
+def _same_format_as_reference(name: str) -> Callable[[str], bool]:
+    return lambda value: _format_checker().conforms(value, name)
+
+
+@cache
+def fast_validator_for(schema_id: str) -> Callable[[Any], Any]:
+    """The schema compiled to Python; references resolve to the files in ``schemas/`` and
+    formats are checked as the reference validator checks them."""
+    documents: dict[str, dict[str, Any]] = {}
+    for other in ALL_SCHEMA_IDS:
+        documents[load_schema(other)["$id"]] = load_schema(other)
+
+    def resolve(uri: str) -> dict[str, Any]:
+        if uri not in documents:
+            raise SchemaValidationError(schema_id, f"reference to an unknown schema {uri}")
+        return documents[uri]
+
+    checker = _format_checker()
+    formats = {name: _same_format_as_reference(name) for name in checker.checkers}
+    compiled: Callable[[Any], Any] = fastjsonschema.compile(
+        load_schema(schema_id), handlers={"https": resolve, "http": resolve}, formats=formats
+    )
+    return compiled
+
+
+def passes_fast_check(schema_id: str, message: Any) -> bool:
+    try:
+        fast_validator_for(schema_id)(message)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
+
 def validate(schema_id: str, message: Any) -> None:
     """Raise :class:`SchemaValidationError` naming the first problem when ``message`` is invalid."""
+    if passes_fast_check(schema_id, message):
+        return
     errors = sorted(validator_for(schema_id).iter_errors(message), key=lambda e: list(e.path))
     if errors:
         first = errors[0]
@@ -71,5 +116,7 @@ def validate(schema_id: str, message: Any) -> None:
 
 
 def is_valid(schema_id: str, message: Any) -> bool:
+    if passes_fast_check(schema_id, message):
+        return True
     valid: bool = validator_for(schema_id).is_valid(message)
     return valid
