@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,12 @@ def configure_logging(level: str = "INFO", *, json_lines: bool | None = None) ->
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Client libraries are chatty at INFO about every rebalance and connection.
+    # Client libraries are chatty at INFO about every rebalance and connection; their rebalance
+    # and recovery messages are what a stalled consumer needs, so they can be asked for.
+    library_level = logging.getLevelName(
+        os.environ.get("WIREWATCH_LIBRARY_LOG_LEVEL", "WARNING").upper()
+    )
+    if not isinstance(library_level, int):
+        library_level = logging.WARNING
     for noisy in ("aiokafka", "kafka", "faust", "mode", "httpx", "trafilatura", "htmldate"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+        logging.getLogger(noisy).setLevel(max(library_level, root.level))

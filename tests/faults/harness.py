@@ -40,6 +40,7 @@ from services.common.topics import TopicSpec, ensure_topics, pipeline_topics
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("poller", "extractor", "dedup", "coder")
 EventView = dict[str, tuple[str, ...]]
+FAUST_SERVICES = ("dedup", "coder")
 
 
 @dataclass(frozen=True)
@@ -343,9 +344,14 @@ class CasePipeline:
                 "WIREWATCH_FETCH_MIN_HOST_INTERVAL_SECONDS": "0",
                 "WIREWATCH_FETCH_PER_HOST_CONCURRENCY": "2",
             },
-            "dedup": {"WIREWATCH_DEDUP_APP_ID": self.names.dedup_app},
+            # Faust's rebalance and recovery messages are what a stalled case needs.
+            "dedup": {
+                "WIREWATCH_DEDUP_APP_ID": self.names.dedup_app,
+                "WIREWATCH_LIBRARY_LOG_LEVEL": "INFO",
+            },
             "coder": {
                 "WIREWATCH_CODER_APP_ID": self.names.coder_app,
+                "WIREWATCH_LIBRARY_LOG_LEVEL": "INFO",
                 "WIREWATCH_CODER_DATA_DIR": str(workdir / "coder"),
             },
         }
@@ -389,6 +395,35 @@ class CasePipeline:
     def logs(self) -> str:
         return "\n".join(f"--- {name} ---\n{s.log_tail()}" for name, s in self.services.items())
 
+    async def stall_report(self) -> str:
+        """Where a case that stopped moving stands: each consumer group's committed offset
+        against the end of every partition it reads; and each Faust worker writes every thread's
+        stack and asyncio task to its log (mode's worker does that on SIGUSR1)."""
+        for name in FAUST_SERVICES:
+            service = self.services[name]
+            if service.running:
+                assert service.process is not None
+                service.process.send_signal(signal.SIGUSR1)
+        t = self.names.topics
+        groups = {
+            self.names.extractor_group: [t.entries],
+            self.names.dedup_app: [t.articles, self.names.window_topic],
+            self.names.coder_app: [t.deduplicated, self.names.mentions_topic],
+        }
+        lines = ["stalled; committed/end per partition:"]
+        for group, topics in groups.items():
+            try:
+                positions = await self.group_positions(group, topics)
+            except Exception as exc:  # noqa: BLE001 - a report, not a check
+                lines.append(f"  {group}: unavailable ({exc!r})")
+                continue
+            lines.append(
+                f"  {group}: "
+                + ", ".join(f"{tp}={done}/{end}" for tp, (done, end) in positions.items())
+            )
+        await asyncio.sleep(2)  # the task dumps reach the logs
+        return "\n".join(lines)
+
     async def kill_and_restart(self, name: str) -> None:
         service = self.services[name]
         await asyncio.to_thread(service.kill)
@@ -401,13 +436,19 @@ class CasePipeline:
             if crashed := self.crashed():
                 raise AssertionError(f"{crashed} exited while waiting for {what}\n{self.logs()}")
             if time.monotonic() > deadline:
+                stall = await self.stall_report()
                 raise AssertionError(
-                    f"timed out after {timeout:.0f}s waiting for {what}\n{self.logs()}"
+                    f"timed out after {timeout:.0f}s waiting for {what}\n{stall}\n{self.logs()}"
                 )
             await asyncio.sleep(0.1)
 
     async def group_caught_up(self, group: str, topics: list[str]) -> bool:
-        """The group has committed every record of ``topics`` (as far as the broker says)."""
+        """The group has committed every record of ``topics``."""
+        positions = await self.group_positions(group, topics)
+        return all(done >= end for done, end in positions.values())
+
+    async def group_positions(self, group: str, topics: list[str]) -> dict[str, tuple[int, int]]:
+        """``topic:partition`` -> (the group's committed offset, the partition's end)."""
         admin = AIOKafkaAdminClient(**self.kafka.client_options())
         consumer = make_consumer(self.kafka, group_id=None)
         await admin.start()
@@ -422,13 +463,12 @@ class CasePipeline:
             ]
             ends = await end_offsets(consumer, partitions)
             committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            positions = {}
             for tp in partitions:
-                end = ends.get(tp, 0)
                 meta = committed.get(tp)
                 done = meta.offset if meta is not None and meta.offset >= 0 else 0
-                if done < end:
-                    return False
-            return True
+                positions[f"{tp.topic}:{tp.partition}"] = (done, ends.get(tp, 0))
+            return positions
         finally:
             await consumer.stop()
             await admin.close()
@@ -467,7 +507,8 @@ class CasePipeline:
             if crashed := self.crashed():
                 raise AssertionError(f"{crashed} exited while draining\n{self.logs()}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"not drained after {timeout:.0f}s\n{self.logs()}")
+                stall = await self.stall_report()
+                raise AssertionError(f"not drained after {timeout:.0f}s\n{stall}\n{self.logs()}")
             if await self.drained(feed_items, extra_entries):
                 before = self.collector.count(self.names.topics.events)
                 await asyncio.sleep(quiet)

@@ -4,6 +4,7 @@ import logging
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from aiokafka.errors import KafkaConnectionError
 from pydantic import SecretStr
 
@@ -19,7 +20,7 @@ from services.common.kafka import (
     propagate_headers,
     start_producer_patiently,
 )
-from services.common.logging import JsonFormatter
+from services.common.logging import JsonFormatter, configure_logging
 from services.common.settings import KafkaSettings, TopicNames
 
 
@@ -126,3 +127,28 @@ async def test_a_lazily_started_producer_waits_out_an_unreachable_broker(monkeyp
     producer = await start_producer_patiently(KafkaSettings(), service="test", first_delay=0.01)
     assert producer is attempts[-1] and producer.started and len(attempts) == 3
     assert all(failed.stopped for failed in attempts[:2])
+
+
+def test_client_libraries_log_warnings_unless_asked_for_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logging.getLogger("faust").level
+    try:
+        monkeypatch.delenv("WIREWATCH_LIBRARY_LOG_LEVEL", raising=False)
+        configure_logging("INFO", json_lines=True)
+        assert logging.getLogger("faust").level == logging.WARNING
+        assert logging.getLogger("aiokafka").level == logging.WARNING
+        monkeypatch.setenv("WIREWATCH_LIBRARY_LOG_LEVEL", "info")
+        configure_logging("INFO", json_lines=True)
+        assert logging.getLogger("faust").level == logging.INFO
+        # Never below the service's own level.
+        configure_logging("ERROR", json_lines=True)
+        assert logging.getLogger("faust").level == logging.ERROR
+        monkeypatch.setenv("WIREWATCH_LIBRARY_LOG_LEVEL", "chatty")
+        configure_logging("INFO", json_lines=True)
+        assert logging.getLogger("faust").level == logging.WARNING
+    finally:
+        root.handlers[:], level, faust_level = saved
+        root.setLevel(level)
+        logging.getLogger("faust").setLevel(faust_level)
