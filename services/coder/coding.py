@@ -8,7 +8,7 @@ article costs about 300 ms on one core, its candidate sentences a fraction of th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -21,6 +21,7 @@ from spacy.tokens import Doc, Span, Token
 from services.coder.actions import Action, Codebook, Lexicon, LexiconEntry
 from services.coder.actors import Actor, ActorDictionary, DocActors
 from services.coder.dates import date_phrases, resolve_date
+from services.coder.memo import remember_rule_components
 
 logger = logging.getLogger(__name__)
 
@@ -922,36 +923,10 @@ def _first_resolved(phrases: list[list[Token]], published: date, *, forward: boo
     return None
 
 
-class MemoLemmatize:
-    """spaCy's rule lemmatizer, remembered by (word, part of speech, morphology).
-
-    The lemma is a function of those three, but spaCy caches it only for inflected forms: every
-    base form (most nouns and adjectives of a sentence) went through its morphology checks again,
-    which made the lemmatizer cost more than the parser. The memo is bounded; when full it
-    starts over.
-    """
-
-    def __init__(self, lemmatize: Callable[[Token], list[str]], *, limit: int = 200_000) -> None:
-        self.lemmatize = lemmatize
-        self.limit = limit
-        self.memo: dict[tuple[int, int, int], list[str]] = {}
-
-    def __call__(self, token: Token) -> list[str]:
-        key = (token.orth, token.pos, token.morph.key)  # type: ignore[attr-defined]
-        lemmas = self.memo.get(key)
-        if lemmas is None:
-            if len(self.memo) >= self.limit:
-                self.memo.clear()
-            lemmas = self.memo[key] = self.lemmatize(token)
-        return lemmas
-
-
 @lru_cache(maxsize=1)
 def load_pipeline() -> Language:
     """The English pipeline, loaded once per process (about 0.3 s)."""
-    nlp: Language = spacy.load(MODEL)
-    lemmatizer = nlp.get_pipe("lemmatizer")
-    lemmatizer.lemmatize = MemoLemmatize(lemmatizer.lemmatize)  # type: ignore[attr-defined]
+    nlp: Language = remember_rule_components(spacy.load(MODEL))
     return nlp
 
 

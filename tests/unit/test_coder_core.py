@@ -5,21 +5,24 @@ from __future__ import annotations
 import itertools
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
+import spacy
 
 from services.coder.aggregate import ArticleRef, merge_mention
 from services.coder.app import decode_mention
 from services.coder.coding import (
     ALL_ROOTS,
+    MODEL,
     Coder,
-    MemoLemmatize,
     default_coder,
     load_pipeline,
     mention_to_dict,
 )
 from services.coder.core import ArticleInputError, article_from_mapping, code_articles
 from services.coder.dates import resolve_date
+from services.coder.memo import MemoAttributeRuler, MemoLemmatize
 from services.common import schemas
 from services.common.kafka import DeadLetter, encode_json
 
@@ -281,3 +284,26 @@ def test_remembered_lemmas_are_the_lemmatizers_own_and_the_memo_is_bounded() -> 
     assert [t.lemma_ or memo.lemmatize(t)[0] for t in doc] == remembered
     assert remembered[2:4] == ["be", "meet"]
     assert 0 < len(fresh.memo) <= 3
+
+
+def test_the_remembered_pipeline_gives_every_token_what_spacys_own_pipeline_gives() -> None:
+    remembered = load_pipeline()
+    assert isinstance(remembered.get_pipe("attribute_ruler"), MemoAttributeRuler)
+    plain = spacy.load(MODEL)
+    texts = [
+        "The ministers were meeting in Jeddah; the talks went well, officials said.",
+        "Let's see: we're gonna sign it, y'all, and it ain't over.  Double  spaces too.",
+        "He said that Russia had rejected the ceasefire that Ukraine accepted on Tuesday.",
+        "The ministers were meeting in Jeddah; the talks went well, officials said.",
+    ]
+
+    def attributes(nlp: Any) -> list[list[tuple[str, ...]]]:
+        return [
+            [(t.tag_, t.pos_, str(t.morph), t.lemma_, t.dep_, t.ent_type_) for t in doc]
+            for doc in nlp.pipe(texts)
+        ]
+
+    first, again = attributes(remembered), attributes(remembered)
+    assert first == again == attributes(plain)
+    ruler = remembered.get_pipe("attribute_ruler")
+    assert ruler.memo, "the one-token rules' answers are remembered"
