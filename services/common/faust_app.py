@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import tempfile
 from collections.abc import Mapping
 from typing import Any, cast
@@ -150,6 +151,61 @@ class WirewatchFaustApp(faust.App):
         return _PromptFetchTransport(self.conf.broker_consumer, self)
 
 
+def _consumer_thread_state(consumer: Any) -> list[str]:
+    """In the consumer thread: aiokafka's view of each assigned partition, and its tasks."""
+    lines = []
+    client = consumer._ensure_consumer()  # noqa: SLF001
+    assignment = client._subscription.subscription.assignment  # noqa: SLF001
+    fetcher = client._fetcher  # noqa: SLF001
+    for tp in sorted(client.assignment()):
+        state = assignment.state_value(tp)
+        position = state.position if state.has_valid_position else "none"
+        lines.append(
+            f"  aiokafka {tp.topic}:{tp.partition} position={position} "
+            f"highwater={state.highwater} paused={state.paused} "
+            f"awaiting_reset={state.awaiting_reset} buffered={tp in fetcher._records}"  # noqa: SLF001
+        )
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=3)
+        where = " < ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames)
+        lines.append(f"  thread task {task.get_coro()!r:.60} at {where}")
+    return lines
+
+
+def consumer_state(app: faust.App) -> str:
+    """Where the app's consumer stands: Faust's flow and partition sets, and aiokafka's
+    positions. Logged on SIGUSR2, for a worker that stopped consuming."""
+    consumer: Any = app.consumer
+    tables: Any = app.tables
+    lines = [
+        f"consumer state: flow_active={consumer.flow_active} "
+        f"flow_control_active={app.flow_control.is_active()} rebalancing={app.rebalancing} "
+        f"recovery_completed={tables.recovery.completed.is_set()}",
+        f"  active={sorted(map(tuple, consumer._active_partitions or ()))}",  # noqa: SLF001
+        f"  paused={sorted(map(tuple, consumer._paused_partitions))}",  # noqa: SLF001
+        f"  read={ {tuple(k): v for k, v in consumer._read_offset.items()} }",  # noqa: SLF001
+        f"  committed={ {tuple(k): v for k, v in consumer._committed_offset.items()} }",  # noqa: SLF001
+    ]
+    thread = consumer._thread  # noqa: SLF001
+
+    async def in_thread() -> list[str]:
+        return _consumer_thread_state(thread)
+
+    try:
+        future = asyncio.run_coroutine_threadsafe(in_thread(), thread.thread_loop)
+        lines += future.result(timeout=2)
+    except Exception as exc:  # noqa: BLE001 - a report: say why it is incomplete
+        lines.append(f"  consumer thread did not answer: {exc!r}")
+    return "\n".join(lines)
+
+
+def log_consumer_state_on_sigusr2(app: faust.App) -> None:
+    """Install the SIGUSR2 handler (call from the running loop)."""
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGUSR2, lambda: logger.warning("%s", consumer_state(app))
+    )
+
+
 def make_faust_app(
     app_id: str,
     kafka: KafkaSettings,
@@ -191,4 +247,9 @@ def make_faust_app(
     app = WirewatchFaustApp(app_id, **options)
     app.fetch_max_wait_ms = kafka.fetch_max_wait_ms
     app.kafka = kafka
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _report_consumer_state_on_request() -> None:
+        log_consumer_state_on_sigusr2(app)
+
     return app

@@ -398,11 +398,13 @@ class CasePipeline:
     async def stall_report(self) -> str:
         """Where a case that stopped moving stands: each consumer group's committed offset
         against the end of every partition it reads; and each Faust worker writes every thread's
-        stack and asyncio task to its log (mode's worker does that on SIGUSR1)."""
+        stack and asyncio task to its log (mode's worker does that on SIGUSR1), and its consumer's
+        partition sets and positions (SIGUSR2, ``services.common.faust_app``)."""
         for name in FAUST_SERVICES:
             service = self.services[name]
             if service.running:
                 assert service.process is not None
+                service.process.send_signal(signal.SIGUSR2)  # the consumer's state
                 service.process.send_signal(signal.SIGUSR1)
         t = self.names.topics
         groups = {
