@@ -74,6 +74,31 @@ class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = cast("WirewatchFaustApp", self.app).fetch_max_wait_ms
         return consumer
 
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        return cast("Mapping[TP, int]", await self.call_thread(self._seek_to_committed_or_start))
+
+    async def _seek_to_committed_or_start(self) -> Mapping[Any, Any]:
+        """aiokafka's seek to the committed offsets, plus a seek to the start of every stream
+        partition the group has not committed yet (the group's reset policy is "earliest").
+
+        Faust seeks to the committed offsets after each rebalance so that what it fetched but
+        did not process is fetched again. aiokafka does not move a partition without a
+        committed offset, so a worker restarted before its first commit lost what its
+        consumer had fetched during table recovery: it waited for more records forever.
+        """
+        consumer = self._ensure_consumer()
+        committed: dict[Any, Any] = await consumer.seek_to_committed()
+        if self.app.conf.consumer_auto_offset_reset == "earliest":
+            changelogs = self.app.tables.changelog_topics
+            unstarted = [
+                tp
+                for tp, offset in committed.items()
+                if (offset is None or offset <= 0) and tp.topic not in changelogs
+            ]
+            if unstarted:
+                await consumer.seek_to_beginning(*unstarted)
+        return committed
+
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         if self.consumer.in_transaction:
             return await super()._highwaters(partitions)

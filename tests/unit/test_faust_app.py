@@ -89,3 +89,36 @@ async def test_table_recovery_waits_for_the_broker_instead_of_crashing(
     ends = await app.consumer._thread._highwaters([TP("changelog", 0), TP("changelog", 1)])
     assert ends == {TP("changelog", 0): 7, TP("changelog", 1): 7}
     assert len(calls) == 3
+
+
+class _FakeAiokafkaConsumer:
+    """What a seek after a rebalance asks of aiokafka: committed offsets, and where it moved."""
+
+    def __init__(self, committed: dict[TopicPartition, int | None]) -> None:
+        self.committed = committed
+        self.to_beginning: list[TopicPartition] = []
+
+    async def seek_to_committed(self) -> dict[TopicPartition, int | None]:
+        return dict(self.committed)
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self.to_beginning += partitions
+
+
+async def test_a_seek_after_a_rebalance_rewinds_partitions_the_group_never_committed() -> None:
+    """aiokafka leaves a partition without a committed offset where it is; what the consumer
+    fetched there during table recovery was then never processed."""
+    app = make_faust_app("it-seek", KafkaSettings(bootstrap_servers=UNREACHABLE))
+    app.Table("window", partitions=1, default=None)
+    changelog = next(iter(app.tables.changelog_topics))
+    committed = TopicPartition("articles", 0)
+    never = TopicPartition("articles", 1)
+    at_zero = TopicPartition("window", 0)
+    fake = _FakeAiokafkaConsumer(
+        {committed: 12, never: None, at_zero: 0, TopicPartition(changelog, 0): None}
+    )
+    thread = app.consumer._thread
+    thread._ensure_consumer = lambda: fake
+    offsets = await thread._seek_to_committed_or_start()
+    assert sorted(fake.to_beginning) == [never, at_zero]  # not the table's changelog
+    assert offsets[committed] == 12 and offsets[never] is None
