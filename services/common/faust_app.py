@@ -74,6 +74,21 @@ class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = cast("WirewatchFaustApp", self.app).fetch_max_wait_ms
         return consumer
 
+    async def getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        """Fetch records of the partitions active now, from a copy of Faust's set of them.
+
+        Faust hands over its live set, which table recovery empties while the fetch waits (it
+        pauses the changelog when done reading it), and aiokafka reads an empty set as "every
+        partition": it handed over the stream records it had prefetched, Faust dropped them as
+        not active, and the consumer's position had moved past them.
+        """
+        if active_partitions is None:
+            return await super().getmany(None, timeout)
+        wanted = set(active_partitions)
+        if not wanted:
+            return {}
+        return await super().getmany(wanted, timeout)
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         return cast("Mapping[TP, int]", await self.call_thread(self._seek_to_committed_or_start))
 
@@ -82,8 +97,8 @@ class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         partition the group has not committed yet (the group's reset policy is "earliest").
 
         Faust seeks to the committed offsets after each rebalance so that what it fetched but
-        did not process is fetched again. aiokafka does not move a partition without a
-        committed offset, so a worker restarted before its first commit lost what its
+        did not process (see ``getmany``) is fetched again. aiokafka does not move a partition
+        without a committed offset, so a worker restarted before its first commit lost what its
         consumer had fetched during table recovery: it waited for more records forever.
         """
         consumer = self._ensure_consumer()

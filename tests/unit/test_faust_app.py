@@ -122,3 +122,24 @@ async def test_a_seek_after_a_rebalance_rewinds_partitions_the_group_never_commi
     offsets = await thread._seek_to_committed_or_start()
     assert sorted(fake.to_beginning) == [never, at_zero]  # not the table's changelog
     assert offsets[committed] == 12 and offsets[never] is None
+
+
+async def test_a_fetch_reads_a_copy_of_the_active_partitions_and_none_when_there_are_none() -> None:
+    """aiokafka reads an empty set of partitions as "all of them"; Faust's set is live and
+    table recovery empties it while a fetch waits."""
+    app = make_faust_app("it-getmany", KafkaSettings(bootstrap_servers=UNREACHABLE))
+    thread = app.consumer._thread
+    asked: list[set[TP]] = []
+
+    async def fetch(method: object, consumer: object, partitions: set[TP], **_: object) -> dict:
+        asked.append(partitions)
+        return {}
+
+    thread._ensure_consumer = lambda: SimpleNamespace(_max_poll_records=None)
+    thread.call_thread = fetch
+    live = {TP("articles", 0), TP("changelog", 0)}
+    await thread.getmany(live, 0.1)
+    live.clear()  # what pausing the last partition does to Faust's set
+    assert asked == [{TP("articles", 0), TP("changelog", 0)}]
+    assert await thread.getmany(live, 0.1) == {}
+    assert len(asked) == 1, "an empty set must not reach aiokafka"
