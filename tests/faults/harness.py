@@ -476,29 +476,38 @@ class CasePipeline:
             await admin.close()
 
     async def drained(self, feed_items: set[str], extra_entries: int = 0) -> bool:
+        return await self.not_drained_because(feed_items, extra_entries) is None
+
+    async def not_drained_because(self, feed_items: set[str], extra_entries: int = 0) -> str | None:
+        """What is still missing, or None once everything was processed and committed."""
         t = self.names.topics
         c = self.collector
         accepted = {k.decode() for k in c.keys(t.entries)}
         if not feed_items <= accepted or len(accepted) < len(feed_items) + extra_entries:
-            return False
+            return (
+                f"{len(accepted)} entries accepted of {len(feed_items) + extra_entries}; "
+                f"feed items not yet in {t.entries}: {sorted(feed_items - accepted)[:5]}"
+            )
         finished = (
             c.keys(t.articles) | c.keys(t.failed_articles) | c.keys(TopicNames.dlq(t.entries))
         )
-        if not {k.encode() for k in accepted} <= finished:
-            return False
+        if unfinished := {k.encode() for k in accepted} - finished:
+            return f"entries without an article or dead letter: {sorted(unfinished)[:5]}"
         refused = {k.decode() for k in c.keys(TopicNames.dlq(t.articles))}
         waiting = {
             article["article_id"]
             for key, article in c.objects(t.articles)
             if "article_id" in article and key not in refused
         }
-        if not waiting <= c.ids(t.deduplicated, "article_id"):
-            return False
-        return await self.group_caught_up(
-            self.names.dedup_app, [t.articles, self.names.window_topic]
-        ) and await self.group_caught_up(
-            self.names.coder_app, [t.deduplicated, self.names.mentions_topic]
-        )
+        if undecided := waiting - c.ids(t.deduplicated, "article_id"):
+            return f"articles without a dedup result: {sorted(undecided)[:5]}"
+        for group, topics in (
+            (self.names.dedup_app, [t.articles, self.names.window_topic]),
+            (self.names.coder_app, [t.deduplicated, self.names.mentions_topic]),
+        ):
+            if not await self.group_caught_up(group, topics):
+                return f"{group} has not committed all of {topics}"
+        return None
 
     async def drain(
         self, feed_items: set[str], *, timeout: float, extra_entries: int = 0, quiet: float = 4.0
@@ -509,8 +518,11 @@ class CasePipeline:
             if crashed := self.crashed():
                 raise AssertionError(f"{crashed} exited while draining\n{self.logs()}")
             if time.monotonic() > deadline:
+                missing = await self.not_drained_because(feed_items, extra_entries)
                 stall = await self.stall_report()
-                raise AssertionError(f"not drained after {timeout:.0f}s\n{stall}\n{self.logs()}")
+                raise AssertionError(
+                    f"not drained after {timeout:.0f}s: {missing}\n{stall}\n{self.logs()}"
+                )
             if await self.drained(feed_items, extra_entries):
                 before = self.collector.count(self.names.topics.events)
                 await asyncio.sleep(quiet)
