@@ -190,6 +190,12 @@ class Collector:
         if self._consumer is not None:
             await self._consumer.stop()
 
+    def check_running(self) -> None:
+        """A collector that stopped reading would make a case look stalled: say so instead."""
+        if self._task is not None and self._task.done():
+            error = self._task.exception() if not self._task.cancelled() else None
+            raise AssertionError(f"the collector stopped reading the case's topics: {error!r}")
+
     def keys(self, topic: str) -> set[bytes]:
         return {key for key, _ in self.records[topic] if key is not None}
 
@@ -482,6 +488,7 @@ class CasePipeline:
         """What is still missing, or None once everything was processed and committed."""
         t = self.names.topics
         c = self.collector
+        c.check_running()
         accepted = {k.decode() for k in c.keys(t.entries)}
         if not feed_items <= accepted or len(accepted) < len(feed_items) + extra_entries:
             return (
