@@ -55,10 +55,10 @@ CASES = [
     "poison",
     "http-faults",
 ]
-# Known to fail now and then (README, Reliability, "Open"): a killed dedup can stall after its
-# restart. It stays in `make test-faults`, which fails on such runs until it is fixed; `make test`
-# leaves it out meanwhile so that everyone's test run is not red by chance.
-OPEN_FAILURES = {"kill-dedup"}
+# Cases known to fail now and then (README, Reliability): `make test-faults` runs them and fails
+# on such runs until they are fixed; `make test` leaves them out meanwhile so that everyone's test
+# run is not red by chance. None at the moment (kill-dedup's stall was fixed on 2026-11-29).
+OPEN_FAILURES: frozenset[str] = frozenset()
 
 
 def selected_cases() -> list[str]:
