@@ -20,6 +20,7 @@ from urllib.parse import urldefrag, urljoin
 
 import feedparser
 from courlan import normalize_url
+from feedparser import api as feedparser_api
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +81,13 @@ def canonicalize_url(link: str | None, *, base: str | None = None) -> str | None
     """
     if not link or not link.strip():
         return None
-    absolute = urljoin(base, link.strip()) if base else link.strip()
     try:
+        # urljoin and urldefrag raise on a malformed host such as "[" (an unclosed IPv6 literal)
+        absolute = urljoin(base, link.strip()) if base else link.strip()
         normalized = normalize_url(absolute)
+        without_fragment = urldefrag(normalized).url
     except (ValueError, AttributeError):
         return None
-    without_fragment = urldefrag(normalized).url
     if not without_fragment.startswith(("http://", "https://")):
         return None
     return str(without_fragment)
@@ -160,12 +162,29 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
         response_headers["content-location"] = urljoin(
             url, response_headers.get("content-location", "")
         )
-    parsed = feedparser.parse(body, response_headers=response_headers)
+    try:
+        parsed, strict_failure = _feedparser_parse(body, response_headers)
+    except Exception as exc:  # noqa: BLE001 - both of feedparser's parsers failed: say why
+        return ParsedFeed(
+            title=None,
+            version="",
+            entries=(),
+            bozo_exception=type(exc).__name__,
+            bozo_message=f"feedparser could not read the body: {exc}",
+            ttl_seconds=None,
+            gunzipped=unpacked is not None,
+        )
     base = str(parsed.feed.get("link") or url)
     entries = tuple(_to_entry(raw, base) for raw in parsed.entries)
     bozo_exception: str | None = None
     bozo_message: str | None = None
-    if parsed.get("bozo"):
+    if strict_failure is not None:
+        bozo_exception = type(strict_failure).__name__
+        bozo_message = (
+            f"feedparser's XML parser failed ({strict_failure}); "
+            "the entries come from its lenient parser"
+        )
+    elif parsed.get("bozo"):
         exception = parsed.get("bozo_exception")
         bozo_exception = type(exception).__name__ if exception is not None else "unknown"
         bozo_message = str(exception) if exception is not None else None
@@ -178,6 +197,28 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
         ttl_seconds=_ttl_seconds(parsed.feed),
         gunzipped=unpacked is not None,
     )
+
+
+def _feedparser_parse(
+    body: bytes, response_headers: dict[str, str] | None
+) -> tuple[Any, Exception | None]:
+    """feedparser's result, and the error of its XML parser when only the lenient one could read
+    the body.
+
+    feedparser falls back to its lenient parser on XML syntax errors, but some damaged bodies
+    make its XML parser raise other errors (a ValueError from a mangled namespaced tag), which
+    escape. Then the body is read again with the lenient parser alone. feedparser has no option
+    for that; its module flag is read on each call, and this runs synchronously.
+    """
+    try:
+        return feedparser.parse(body, response_headers=response_headers), None
+    except Exception as exc:  # noqa: BLE001 - any escape from the XML parser gets the fallback
+        saved = feedparser_api._XML_AVAILABLE  # noqa: SLF001
+        feedparser_api._XML_AVAILABLE = False  # noqa: SLF001
+        try:
+            return feedparser.parse(body, response_headers=response_headers), exc
+        finally:
+            feedparser_api._XML_AVAILABLE = saved  # noqa: SLF001
 
 
 def _to_entry(raw: dict[str, Any], base: str) -> ParsedEntry:
