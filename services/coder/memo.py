@@ -16,7 +16,9 @@ from spacy.pipeline import AttributeRuler
 from spacy.tokens import Doc, Token
 from spacy.tokens._retokenize import set_token_attrs
 
-MEMO_LIMIT = 200_000
+# Entries per memo (each a few hundred bytes; a pipeline has both): a day of news stays within
+# it, and a full memo starts over rather than grow.
+MEMO_LIMIT = 50_000
 
 # What the attribute ruler's one-token patterns look at (see ``MemoAttributeRuler``).
 TokenKey = tuple[int, int, int, bool]
@@ -61,6 +63,8 @@ class MemoAttributeRuler:
         self.ruler = ruler
         self.limit = limit
         self.memo: dict[TokenKey, dict[Any, Any]] = {}
+        # Tokens share a handful of outcomes (about 120): one object each, however many keys.
+        self.outcomes: dict[tuple[Any, ...], dict[Any, Any]] = {}
         self.multi_token = Matcher(ruler.vocab)
         for attr_id in range(len(ruler.attrs)):
             key = str(attr_id)
@@ -88,11 +92,12 @@ class MemoAttributeRuler:
         if learn:  # every match is a one-token rule's, on the token it starts at
             if len(self.memo) + len(keys) > self.limit:
                 self.memo.clear()
+                self.outcomes.clear()
             learned: dict[int, dict[Any, Any]] = {i: {} for i in range(len(doc))}
             for attr_id, _, start, _ in matches:  # sorted by attr_id: later rules win
                 learned[start].update(self.ruler.attrs[attr_id])
             for i, attrs in learned.items():
-                self.memo[keys[i]] = attrs
+                self.memo[keys[i]] = self.outcomes.setdefault(tuple(attrs.items()), attrs)
         self.ruler.set_annotations(doc, matches)  # type: ignore[no-untyped-call]
         return doc
 
