@@ -78,11 +78,11 @@ class MemoAttributeRuler:
 
     def __call__(self, doc: Doc) -> Doc:
         keys = [self.token_key(token) for token in doc]
+        outcomes = [self.memo.get(key) for key in keys]
         multi_token_rules_apply = bool(self.multi_token(doc))
-        if multi_token_rules_apply or not all(key in self.memo for key in keys):
+        if multi_token_rules_apply or None in outcomes:
             return self._through_the_ruler(doc, keys, learn=not multi_token_rules_apply)
-        for token, key in zip(doc, keys, strict=True):
-            attrs = self.memo[key]
+        for token, attrs in zip(doc, outcomes, strict=True):
             if attrs:
                 set_token_attrs(token, attrs)
         return doc

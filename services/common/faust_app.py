@@ -82,12 +82,11 @@ class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         partition": it handed over the stream records it had prefetched, Faust dropped them as
         not active, and the consumer's position had moved past them.
         """
-        if active_partitions is None:
-            return await super().getmany(None, timeout)
-        wanted = set(active_partitions)
-        if not wanted:
-            return {}
-        return await super().getmany(wanted, timeout)
+        if active_partitions is not None:
+            active_partitions = set(active_partitions)
+            if not active_partitions:
+                return {}
+        return await super().getmany(active_partitions, timeout)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         return cast("Mapping[TP, int]", await self.call_thread(self._seek_to_committed_or_start))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -60,28 +60,22 @@ def _registry() -> Registry:
 
 
 @cache
-def validator_for(schema_id: str) -> Draft202012Validator:
-    return Draft202012Validator(
-        load_schema(schema_id), registry=_registry(), format_checker=FormatChecker()
-    )
-
-
-@cache
 def _format_checker() -> FormatChecker:
     return FormatChecker()
 
 
-def _same_format_as_reference(name: str) -> Callable[[str], bool]:
-    return lambda value: _format_checker().conforms(value, name)
+@cache
+def validator_for(schema_id: str) -> Draft202012Validator:
+    return Draft202012Validator(
+        load_schema(schema_id), registry=_registry(), format_checker=_format_checker()
+    )
 
 
 @cache
 def fast_validator_for(schema_id: str) -> Callable[[Any], Any]:
     """The schema compiled to Python; references resolve to the files in ``schemas/`` and
-    formats are checked as the reference validator checks them."""
-    documents: dict[str, dict[str, Any]] = {}
-    for other in ALL_SCHEMA_IDS:
-        documents[load_schema(other)["$id"]] = load_schema(other)
+    formats are checked by the reference validator's own format checker."""
+    documents = {load_schema(other)["$id"]: load_schema(other) for other in ALL_SCHEMA_IDS}
 
     def resolve(uri: str) -> dict[str, Any]:
         if uri not in documents:
@@ -89,7 +83,7 @@ def fast_validator_for(schema_id: str) -> Callable[[Any], Any]:
         return documents[uri]
 
     checker = _format_checker()
-    formats = {name: _same_format_as_reference(name) for name in checker.checkers}
+    formats = {name: partial(checker.conforms, format=name) for name in checker.checkers}
     compiled: Callable[[Any], Any] = fastjsonschema.compile(
         load_schema(schema_id), handlers={"https": resolve, "http": resolve}, formats=formats
     )
