@@ -13,6 +13,7 @@ import itertools
 import json
 import re
 import time
+from typing import Any
 
 from bench.evaldata import REPO_ROOT, eval_dir
 from services.dedup.engine import ArticleIn, Deduplicator, parse_time
@@ -21,7 +22,9 @@ from services.dedup.offline import load_seed_articles
 NEARDUP = eval_dir() / "neardup"
 
 
-def prf(predicted: set[tuple[str, str]], gold: set[tuple[str, str]], universe: set) -> tuple:
+def prf(
+    predicted: set[tuple[str, str]], gold: set[tuple[str, str]], universe: set[tuple[str, str]]
+) -> tuple[float, float, float]:
     tp = len(predicted & gold)
     fp = len((predicted - gold) & universe)
     fn = len(gold - predicted)
@@ -38,7 +41,7 @@ def pair(a: str, b: str) -> tuple[str, str]:
 BASELINE_JACCARD = 0.2
 
 
-def shingle_baseline(rows: list[dict]) -> dict[str, str]:
+def shingle_baseline(rows: list[dict[str, Any]]) -> dict[str, str]:
     """Cluster by 5-shingle Jaccard >= BASELINE_JACCARD with any other article (union-find)."""
     sets = {}
     for row in rows:
@@ -58,7 +61,7 @@ def shingle_baseline(rows: list[dict]) -> dict[str, str]:
     return {k: find(k) for k in parent}
 
 
-def evaluate(rows: list[dict], pairs: list[dict]) -> dict[str, float]:
+def evaluate(rows: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> dict[str, Any]:
     engine = Deduplicator()
     story, copy_root = {}, {}
     for row in rows:
@@ -75,7 +78,7 @@ def evaluate(rows: list[dict], pairs: list[dict]) -> dict[str, float]:
     same_base = {u for u in universe if baseline[u[0]] == baseline[u[1]]}
     # Copy level: strong pairs are positives; weak pairs (rewrites, translations) are neither.
     copy_universe = universe - weak
-    out = {}
+    out: dict[str, Any] = {}
     out["story_p"], out["story_r"], out["story_f1"] = prf(same_story, strong | weak, universe)
     out["copy_p"], out["copy_r"], out["copy_f1"] = prf(same_copy, strong, copy_universe)
     out["hard_merged"] = len(same_story & hard) / len(hard)
@@ -89,8 +92,8 @@ def evaluate(rows: list[dict], pairs: list[dict]) -> dict[str, float]:
         same_base, strong, copy_universe
     )
     out["base_hard_merged"] = len(same_base & hard) / len(hard)
-    out["_story"] = story  # type: ignore[assignment]
-    out["_copy"] = copy_root  # type: ignore[assignment]
+    out["_story"] = story
+    out["_copy"] = copy_root
     return out
 
 
@@ -110,7 +113,7 @@ def cluster_prf(predicted: dict[str, str], gold: dict[str, str]) -> tuple[float,
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def scoop_rows() -> list[dict]:
+def scoop_rows() -> list[dict[str, Any]]:
     path = NEARDUP / "scoop_feeditems" / "scoop_items.jsonl"
     rows = [json.loads(line) for line in path.open(encoding="utf-8")]
     return sorted(rows, key=lambda r: (r["published_at"], r["id"]))

@@ -70,7 +70,7 @@ def bare_text(body: bytes) -> str:
     return trafilatura.extract(body, include_comments=False) or ""
 
 
-def run(name: str, pages: list[tuple[str, bytes, str]], method: Callable[[bytes], str]):
+def run(name: str, pages: list[tuple[str, bytes, str]], method: Callable[[bytes], str]) -> float:
     for _, body, _ in pages[:10]:  # warm-up (imports, caches) is not part of the timing
         method(body)
     started = time.perf_counter()

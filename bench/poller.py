@@ -32,7 +32,7 @@ from services.common.http import FetchSettings
 from services.common.kafka import make_producer
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import TopicSpec, ensure_topics
-from services.poller.app import Poller, PollerMetrics
+from services.poller.app import Poller, PollerMetrics, PollResult
 from services.poller.feedlist import FeedSpec
 from services.poller.settings import PollerSettings
 from services.poller.state import state_topic_spec
@@ -89,7 +89,7 @@ async def set_mode(poller: Poller, base: str, honour: bool) -> None:
         await response.read()
 
 
-async def timed_round(poller: Poller) -> tuple[float, float, list]:
+async def timed_round(poller: Poller) -> tuple[float, float, list[PollResult]]:
     wall, cpu = time.perf_counter(), time.process_time()
     results = await poller.poll_round()
     return time.perf_counter() - wall, time.process_time() - cpu, results

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from asyncio import Future
+from typing import Any
 
 from aiokafka import TopicPartition
 
@@ -53,7 +55,7 @@ async def bare_copy(kafka: KafkaSettings, source: str, target: str) -> float:
     tps = [TopicPartition(source, p) for p in range(PARTITIONS)]
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
-    futures = []
+    futures: list[Future[Any]] = []
     while len(futures) < MESSAGES:
         for records in (await consumer.getmany(timeout_ms=300, max_records=500)).values():
             for r in records:
