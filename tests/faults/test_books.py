@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 
 from services.common.settings import KafkaSettings, TopicNames
-from tests.faults.harness import CaseNames, Collector, account
+from tests.faults.harness import Books, CaseNames, Collector, EventView, account
 
 
-def books_for(records: dict[str, list[tuple[str, object]]], feed_items: set[str], clean=None):
+def books_for(
+    records: dict[str, list[tuple[str, object]]],
+    feed_items: set[str],
+    clean: EventView | None = None,
+) -> Books:
     names = CaseNames.fresh("books")
     collector = Collector(KafkaSettings(), names.collected_topics)
     collector.records = {topic: [] for topic in names.collected_topics}

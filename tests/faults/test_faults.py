@@ -176,13 +176,17 @@ async def kill_mid_stream(
         "dedup": (t.deduplicated, clean.articles),
         "coder": (t.events, clean.event_keys),
     }[service]
-    reached = []
+    reached: list[str] = []
     done = 0
     for point in kill_points(rng, total, kills_per_case()):
         # A later kill waits for the restarted service to have sent something again.
         target = max(point, done + 1)
+
+        def has_reached(target: int = target) -> bool:
+            return len(pipeline.collector.keys(output)) >= target
+
         await pipeline.wait_until(
-            lambda target=target: len(pipeline.collector.keys(output)) >= target,
+            has_reached,
             timeout=CASE_TIMEOUT,
             what=f"{target} records on {output}",
         )
@@ -316,9 +320,11 @@ def check_poison_dead_letters(pipeline: CasePipeline) -> None:
 
 
 def check_http_faults(server: FaultServer, books: Books) -> None:
-    expected = {
-        canonicalize_url(url): reason for url, reason in server.permanent_fault_urls().items()
-    }
+    expected: dict[str, str] = {}
+    for url, reason in server.permanent_fault_urls().items():
+        canonical = canonicalize_url(url)
+        assert canonical is not None, f"{url} has no canonical form"
+        expected[canonical] = reason
     got = {url: books.dead_letter_reasons.get(url) for url in expected}
     assert got == expected
     assert books.dlq == len(PERMANENT_FAULTS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def serve_directory() -> Iterator[object]:
+def serve_directory() -> Iterator[Callable[[Path], str]]:
     """Call with a directory; returns the base URL of a static server on 127.0.0.1 for it."""
     servers: list[http.server.ThreadingHTTPServer] = []
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from services.common.http import FetchSettings
@@ -136,11 +136,13 @@ async def make_rig(
     return PollerRig(poller, registry, topic, state_topic)
 
 
-async def read_topic(kafka: KafkaSettings, topic: str, *, settle: float = 1.0) -> list:
+async def read_topic(
+    kafka: KafkaSettings, topic: str, *, settle: float = 1.0
+) -> list[ConsumerRecord]:
     """Every record now in ``topic`` (all partitions), read from the beginning."""
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()
-    records: list = []
+    records: list[ConsumerRecord] = []
     try:
         await consumer.topics()
         partitions = [

@@ -12,7 +12,7 @@ import asyncio
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -152,10 +152,14 @@ class PrometheusServer:
         raise AssertionError(f"{what or expr}: last value {last} after {timeout}s")
 
 
+StartPrometheus = Callable[..., Awaitable[PrometheusServer]]
+"""What the ``prometheus`` fixture gives: ``await start(targets, **options)``."""
+
+
 @pytest_asyncio.fixture
 async def prometheus(
     tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Callable[..., Any]]:
+) -> AsyncIterator[StartPrometheus]:
     """Call ``await prometheus({"extractor": "127.0.0.1:PORT", ...})`` for a started server."""
     servers: list[PrometheusServer] = []
 

@@ -245,7 +245,7 @@ async def pipeline(kafka_settings: KafkaSettings, eval_dir: Path) -> AsyncIterat
 async def dead_letter_for(pipeline: Any, path: str) -> dict[str, Any]:
     entry = await pipeline.send_entry(path)
     record = await pipeline.collect.wait_for(pipeline.names.failed_articles, entry["url"])
-    letter = json.loads(record.value)
+    letter: dict[str, Any] = json.loads(record.value)
     schemas.validate(schemas.DEAD_LETTER, letter)
     assert json.loads(base64.b64decode(letter["original_b64"])) == entry
     assert header_value(record.headers, FIRST_SEEN_HEADER) == b"1795427200.0"

@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from services.common import schemas
 from services.common.broker import free_port, wait_for_kafka
+from services.common.errors import SchemaValidationError
 from services.common.kafka import (
     SCHEMA_HEADER,
     DeadLetterSender,
@@ -33,10 +34,12 @@ from tests.unit.test_schemas import load_example
 WIREWATCH = [sys.executable, "-m", "services.cli"]
 
 
-async def consume_all(kafka: KafkaSettings, topic: str, expected: int, timeout: float = 20):
+async def consume_all(
+    kafka: KafkaSettings, topic: str, expected: int, timeout: float = 20
+) -> list[ConsumerRecord]:
     consumer = make_consumer(kafka, topic, group_id=None)
     await consumer.start()
-    records = []
+    records: list[ConsumerRecord] = []
     try:
         deadline = time.monotonic() + timeout
         while len(records) < expected and time.monotonic() < deadline:
@@ -75,7 +78,7 @@ async def test_producer_refuses_an_invalid_message_before_it_reaches_the_topic(
     try:
         sender = ValidatingProducer(producer, service="test")
         broken = load_example(schemas.FEED_ENTRY) | {"first_seen": "not a time"}
-        with pytest.raises(schemas.SchemaValidationError, match="first_seen"):
+        with pytest.raises(SchemaValidationError, match="first_seen"):
             await sender.send_and_wait(unique_topic, broken, key="k")
     finally:
         await producer.stop()

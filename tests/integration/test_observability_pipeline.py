@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from services.cli import SERVICE_NAMES
-from tests.integration.prometheus import REPO, PrometheusServer
+from tests.integration.prometheus import REPO, PrometheusServer, StartPrometheus
 from tests.unit.test_deploy_metrics import dashboard_exprs, documented_metrics
 
 PIPELINE_TIMEOUT = 240
@@ -146,7 +146,7 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
 
 @pytest.mark.timeout(PIPELINE_TIMEOUT + 120)
 async def test_prometheus_sees_every_stage_count_and_the_end_to_end_latency_fill(
-    pipeline: Pipeline, prometheus
+    pipeline: Pipeline, prometheus: StartPrometheus
 ) -> None:
     started = time.time()
     prom: PrometheusServer = await prometheus(pipeline.targets)

@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from aiokafka import ConsumerRecord
+
 from services.common.broker import free_port, wait_for_port
 from services.common.kafka import FIRST_SEEN_HEADER, header_value
 from services.common.settings import KafkaSettings
@@ -19,7 +21,8 @@ from tests.integration.poller_helpers import read_topic
 
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return response.read().decode()
+        body: bytes = response.read()
+        return body.decode()
 
 
 async def test_service_process_emits_the_demo_feed_serves_metrics_and_stops_on_sigterm(
@@ -47,7 +50,7 @@ async def test_service_process_emits_the_demo_feed_serves_metrics_and_stops_on_s
     try:
         wait_for_port(demo_port, timeout=15, process=demo)
         wait_for_port(metrics_port, timeout=30, process=poller)
-        records: list = []
+        records: list[ConsumerRecord] = []
         deadline = time.monotonic() + 30
         while len(records) < 5 and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -8,7 +8,9 @@ import json
 import logging
 import re
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import feedparser
 import pytest
@@ -29,7 +31,7 @@ from tests.integration.poller_helpers import (
 GUARDIAN = "rss-parser/test/input/guardian.rss"
 
 
-def jsonl(path: Path) -> list[dict]:
+def jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
@@ -48,7 +50,7 @@ def linked_entry_count(body: bytes) -> int:
 
 
 @pytest.fixture
-async def feed_server():
+async def feed_server() -> AsyncIterator[FeedServer]:
     server = FeedServer()
     await server.start()
     yield server
@@ -56,7 +58,10 @@ async def feed_server():
 
 
 async def test_each_news_feed_yields_exactly_feedparsers_entry_count(
-    kafka_settings: KafkaSettings, unique_topic: str, eval_dir: Path, serve_directory
+    kafka_settings: KafkaSettings,
+    unique_topic: str,
+    eval_dir: Path,
+    serve_directory: Callable[[Path], str],
 ) -> None:
     feeds_dir = eval_dir / "feeds"
     news = jsonl(feeds_dir / "news_feeds.jsonl")
@@ -293,7 +298,7 @@ async def test_every_bad_input_is_handled_recoverable_entries_kept_and_bozo_coun
     kafka_settings: KafkaSettings,
     unique_topic: str,
     eval_dir: Path,
-    serve_directory,
+    serve_directory: Callable[[Path], str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     feeds_dir = eval_dir / "feeds"
@@ -426,7 +431,7 @@ async def test_a_sample_of_every_suite_and_every_non_feed_go_through_a_real_poll
     kafka_settings: KafkaSettings,
     unique_topic: str,
     eval_dir: Path,
-    serve_directory,
+    serve_directory: Callable[[Path], str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The in-process sweep (tests/unit/test_input_sweep.py) parses all 2,231 files; here every
@@ -435,7 +440,7 @@ async def test_a_sample_of_every_suite_and_every_non_feed_go_through_a_real_poll
     feeds_dir = eval_dir / "feeds"
     records = jsonl(feeds_dir / "manifest.jsonl")
     not_feeds = [r for r in records if not r["version"] and not r["bozo"] and not r["n_entries"]]
-    suites: dict[str, list[dict]] = {}
+    suites: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         suites.setdefault(record["suite"], []).append(record)
     # About a dozen files of each of the four suites, spread over the suite's files.

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from services.common.metrics import HealthServer, ServiceMetrics
+from tests.integration.prometheus import StartPrometheus
 
 
-async def test_shipped_config_scrapes_a_service_and_sees_its_counter_rise(prometheus) -> None:
+async def test_shipped_config_scrapes_a_service_and_sees_its_counter_rise(
+    prometheus: StartPrometheus,
+) -> None:
     registry = CollectorRegistry()
     metrics = ServiceMetrics("extractor", registry=registry)
     server = HealthServer(host="127.0.0.1", port=0, registry=registry)
@@ -42,7 +46,9 @@ async def test_shipped_config_scrapes_a_service_and_sees_its_counter_rise(promet
         await server.stop()
 
 
-async def test_prometheus_loads_every_shipped_alert_rule_healthy(prometheus) -> None:
+async def test_prometheus_loads_every_shipped_alert_rule_healthy(
+    prometheus: StartPrometheus,
+) -> None:
     registry = CollectorRegistry()
     ServiceMetrics("coder", registry=registry)
     server = HealthServer(host="127.0.0.1", port=0, registry=registry)
@@ -50,7 +56,7 @@ async def test_prometheus_loads_every_shipped_alert_rule_healthy(prometheus) -> 
     try:
         prom = await prometheus({"coder": f"127.0.0.1:{port}"})
         deadline = time.monotonic() + 20
-        rules: list[dict] = []
+        rules: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             groups = (await prom.api("rules"))["groups"]
             rules = [rule for group in groups for rule in group["rules"]]
@@ -77,7 +83,9 @@ async def test_prometheus_loads_every_shipped_alert_rule_healthy(prometheus) -> 
         await server.stop()
 
 
-async def test_every_dashboard_query_is_valid_promql_for_prometheus(prometheus) -> None:
+async def test_every_dashboard_query_is_valid_promql_for_prometheus(
+    prometheus: StartPrometheus,
+) -> None:
     """Grafana sends these to Prometheus; each must parse and evaluate (``$__rate_interval`` is
     what Grafana substitutes, at least four scrape intervals)."""
     import json

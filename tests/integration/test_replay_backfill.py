@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from services.common.kafka import FIRST_SEEN_HEADER
@@ -36,10 +37,18 @@ def write_archived_feed(source: str, folder: Path, base_url: str, sizes: list[in
         (folder / names[number]).write_text(body, encoding="utf-8")
         start += size
     assert start == len(items)
-    return [re.search(r"<guid[^>]*>(.*?)</guid>", item, flags=re.S).group(1) for item in items]
+    return [guid(item) for item in items]
 
 
-def backfill(kafka: KafkaSettings, url: str, topic: str, *extra: str):
+def guid(item: str) -> str:
+    found = re.search(r"<guid[^>]*>(.*?)</guid>", item, flags=re.S)
+    assert found is not None, f"no guid in {item}"
+    return found.group(1)
+
+
+def backfill(
+    kafka: KafkaSettings, url: str, topic: str, *extra: str
+) -> subprocess.CompletedProcess[bytes]:
     env = env_for(
         kafka,
         WIREWATCH_TOPIC_ENTRIES=topic,
@@ -57,7 +66,11 @@ def backfill(kafka: KafkaSettings, url: str, topic: str, *extra: str):
 
 
 async def test_backfill_sends_every_archived_entry_once_and_a_rerun_sends_none(
-    kafka_settings: KafkaSettings, unique_topic: str, serve_directory, eval_dir: Path, tmp_path
+    kafka_settings: KafkaSettings,
+    unique_topic: str,
+    serve_directory: Callable[[Path], str],
+    eval_dir: Path,
+    tmp_path: Path,
 ) -> None:
     base_url = serve_directory(tmp_path)
     source = (eval_dir / GUARDIAN).read_text(encoding="utf-8")
@@ -89,7 +102,10 @@ async def test_backfill_sends_every_archived_entry_once_and_a_rerun_sends_none(
 
 
 async def test_backfill_of_an_unreachable_feed_fails_with_a_clear_message(
-    kafka_settings: KafkaSettings, unique_topic: str, serve_directory, tmp_path
+    kafka_settings: KafkaSettings,
+    unique_topic: str,
+    serve_directory: Callable[[Path], str],
+    tmp_path: Path,
 ) -> None:
     base_url = serve_directory(tmp_path)
     result = await asyncio.to_thread(

@@ -10,7 +10,7 @@ import sys
 import time
 from collections import defaultdict
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from services.common.kafka import make_consumer, make_producer
 from services.common.settings import KafkaSettings
@@ -45,7 +45,7 @@ async def produce_stream(kafka: KafkaSettings, topic: str, count: int, partition
         await producer.stop()
 
 
-async def read_topic(kafka: KafkaSettings, topic: str) -> dict[int, list]:
+async def read_topic(kafka: KafkaSettings, topic: str) -> dict[int, list[ConsumerRecord]]:
     """Every record of ``topic``, per partition, in offset order: read until a second of silence.
 
     Not bounded by the reported end offsets, which Tansu understates
@@ -57,7 +57,7 @@ async def read_topic(kafka: KafkaSettings, topic: str) -> dict[int, list]:
         await consumer.topics()
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
         tps = [TopicPartition(topic, p) for p in partitions]
-        found: dict[int, list] = {p: [] for p in partitions}
+        found: dict[int, list[ConsumerRecord]] = {p: [] for p in partitions}
         if not tps:
             return found
         consumer.assign(tps)
@@ -70,7 +70,9 @@ async def read_topic(kafka: KafkaSettings, topic: str) -> dict[int, list]:
         await consumer.stop()
 
 
-def essence(record) -> tuple:
+def essence(
+    record: ConsumerRecord,
+) -> tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...], int]:
     """What a copy must preserve: key, value, original headers, timestamp."""
     headers = tuple((k, v) for k, v in record.headers if k not in REPLAY_HEADERS)
     return (record.key, record.value, headers, record.timestamp)
@@ -269,7 +271,7 @@ async def test_copy_stopped_gracefully_resumes_from_its_checkpoint(
         progress=quiet_progress,
     )
     assert second.finished and first.copied + second.copied == total
-    per_source = defaultdict(int)
+    per_source: defaultdict[bytes, int] = defaultdict(int)
     for records in (await read_topic(kafka_settings, target)).values():
         for r in records:
             per_source[dict(r.headers)[SOURCE_HEADER]] += 1

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import subprocess
+from typing import Any
 
 from services.common import schemas
 from services.common.kafka import ValidatingProducer, make_producer
@@ -15,9 +16,9 @@ from services.demo.server import load_seed_articles
 from tests.integration.test_replay_copy import WIREWATCH, env_for, read_topic
 
 
-def seed_dedup_results() -> list[dict]:
+def seed_dedup_results() -> list[dict[str, Any]]:
     """The five seed articles (services/demo/seeds, one story) as ``dedup_result.v1`` messages."""
-    messages = []
+    messages: list[dict[str, Any]] = []
     for seed in load_seed_articles():
         url = f"http://127.0.0.1:8008/articles/{seed.number}.html"
         text = "\n\n".join(seed.paragraphs)

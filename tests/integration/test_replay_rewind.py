@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import subprocess
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.kafka import make_consumer
@@ -22,11 +22,13 @@ from tests.integration.test_replay_copy import (
 )
 
 
-async def consume_in_group(kafka: KafkaSettings, topic: str, group: str, expected: int) -> list:
+async def consume_in_group(
+    kafka: KafkaSettings, topic: str, group: str, expected: int
+) -> list[ConsumerRecord]:
     """Consume ``expected`` records as a member of ``group``, commit, and leave."""
     consumer = make_consumer(kafka, topic, group_id=group)
     await consumer.start()
-    records: list = []
+    records: list[ConsumerRecord] = []
     try:
         async with asyncio.timeout(60):
             while len(records) < expected:
@@ -38,7 +40,9 @@ async def consume_in_group(kafka: KafkaSettings, topic: str, group: str, expecte
     return records
 
 
-async def committed(kafka: KafkaSettings, group: str, topic: str, partitions: int) -> dict:
+async def committed(
+    kafka: KafkaSettings, group: str, topic: str, partitions: int
+) -> dict[int, int]:
     admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:

@@ -16,6 +16,7 @@ from services.coder.coding import (
     ALL_ROOTS,
     MODEL,
     Coder,
+    Mention,
     default_coder,
     load_pipeline,
     mention_to_dict,
@@ -112,10 +113,10 @@ def test_merging_a_mention_from_an_already_counted_article_changes_nothing() -> 
     assert second is None and again == bucket
 
 
-def _meeting_mentions_days_apart(*offsets: int) -> list[tuple[object, ArticleRef]]:
+def _meeting_mentions_days_apart(*offsets: int) -> list[tuple[Mention, ArticleRef]]:
     """One "Trump met Putin" mention per offset (days after MONDAY), each its own article."""
     coder = default_coder()
-    found = []
+    found: list[tuple[Mention, ArticleRef]] = []
     for offset in offsets:
         day = date.fromordinal(MONDAY.toordinal() + offset)
         mention = coder.code_sentence("Trump met Putin.", day)[0]
@@ -126,11 +127,13 @@ def _meeting_mentions_days_apart(*offsets: int) -> list[tuple[object, ArticleRef
     return found
 
 
-def _view(mentions: list[tuple[object, ArticleRef]]) -> tuple[dict[str, tuple[str, ...]], list]:
-    bucket: list = []
+def _view(
+    mentions: list[tuple[Mention, ArticleRef]],
+) -> tuple[dict[str, tuple[str, ...]], list[dict[str, Any]]]:
+    bucket: list[dict[str, Any]] = []
     view: dict[str, tuple[str, ...]] = {}
     for mention, ref in mentions:
-        bucket, update = merge_mention(bucket, mention, ref, coder_version="test")  # type: ignore[arg-type]
+        bucket, update = merge_mention(bucket, mention, ref, coder_version="test")
         if update is not None:
             for replaced in update.replaces:
                 view.pop(replaced, None)
@@ -153,7 +156,7 @@ def test_a_redelivered_article_is_not_counted_again_after_its_event_moved() -> N
     mentions = _meeting_mentions_days_apart(3, 0, 6)
     view, bucket = _view(mentions)
     for mention, ref in mentions:
-        again, update = merge_mention(bucket, mention, ref, coder_version="test")  # type: ignore[arg-type]
+        again, update = merge_mention(bucket, mention, ref, coder_version="test")
         assert update is None and again == bucket
     assert list(view.values()) == [("a0", "a3", "a6")]
 
@@ -161,7 +164,7 @@ def test_a_redelivered_article_is_not_counted_again_after_its_event_moved() -> N
 def test_joining_two_events_names_both_old_ids_for_deletion() -> None:
     day0, day3, day6 = _meeting_mentions_days_apart(0, 3, 6)
     view, bucket = _view([day0, day6])
-    _, update = merge_mention(bucket, day3[0], day3[1], coder_version="test")  # type: ignore[arg-type]
+    _, update = merge_mention(bucket, day3[0], day3[1], coder_version="test")
     assert update is not None and update.event["num_articles"] == 3
     assert set(view) - {update.event["event_id"]} == set(update.replaces)
     schemas.validate(schemas.DIPLOMATIC_EVENT, update.event)
@@ -221,7 +224,12 @@ def test_event_ids_do_not_depend_on_the_order_articles_arrive_in() -> None:
 
 def test_a_mention_message_that_is_not_one_becomes_a_dead_letter() -> None:
     mention = default_coder().code_sentence("Trump will meet Putin on Tuesday.", MONDAY)[0]
-    ref = {"article_id": "a1", "url": None, "source": None, "first_seen": "2025-03-17T08:00:00Z"}
+    ref: dict[str, Any] = {
+        "article_id": "a1",
+        "url": None,
+        "source": None,
+        "first_seen": "2025-03-17T08:00:00Z",
+    }
     good = encode_json({"mention": mention_to_dict(mention), "article": ref})
     decoded = decode_mention(good)
     assert not isinstance(decoded, DeadLetter) and decoded[0] == mention
@@ -269,7 +277,9 @@ def test_sentences_with_and_without_their_entities_code_alike() -> None:
 
 def test_remembered_lemmas_are_the_lemmatizers_own_and_the_memo_is_bounded() -> None:
     nlp = load_pipeline()
-    memo = nlp.get_pipe("lemmatizer").lemmatize
+    # remember_rule_components replaced the lemmatizer's lemmatize with a MemoLemmatize.
+    lemmatizer: Any = nlp.get_pipe("lemmatizer")
+    memo = lemmatizer.lemmatize
     assert isinstance(memo, MemoLemmatize)
     text = (
         "The ministers were meeting in Jeddah; the talks went well and Ukraine accepted the "
@@ -306,4 +316,5 @@ def test_the_remembered_pipeline_gives_every_token_what_spacys_own_pipeline_give
     first, again = attributes(remembered), attributes(remembered)
     assert first == again == attributes(plain)
     ruler = remembered.get_pipe("attribute_ruler")
+    assert isinstance(ruler, MemoAttributeRuler)
     assert ruler.memo, "the one-token rules' answers are remembered"

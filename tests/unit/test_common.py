@@ -30,7 +30,7 @@ def record(value: bytes | None, **extra: object) -> SimpleNamespace:
     return SimpleNamespace(value=value, **fields)
 
 
-def test_kafka_settings_come_from_the_environment(monkeypatch) -> None:
+def test_kafka_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     monkeypatch.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
@@ -49,7 +49,7 @@ def test_sasl_password_is_never_in_the_settings_repr() -> None:
     assert "s3cret" not in str(settings) and "s3cret" not in repr(settings)
 
 
-def test_topic_names_can_be_overridden(monkeypatch) -> None:
+def test_topic_names_can_be_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WIREWATCH_TOPIC_EVENTS", "events.side")
     assert TopicNames().events == "events.side"
     assert TopicNames.dlq("events.side") == "events.side.dlq"
@@ -106,7 +106,9 @@ def test_json_log_lines_carry_severity_name_message_and_extras() -> None:
     assert line["feed"] == "http://example.org/rss"
 
 
-async def test_a_lazily_started_producer_waits_out_an_unreachable_broker(monkeypatch) -> None:
+async def test_a_lazily_started_producer_waits_out_an_unreachable_broker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Two failed starts (broker down), then one that works: the caller gets that producer."""
     attempts: list[Any] = []
 

@@ -36,7 +36,9 @@ def article(
     return ArticleIn(article_id or row["id"], row.get("title") or "", row["text"], at)
 
 
-def test_verbatim_republication_is_a_copy_of_the_original_in_its_story(dev: dict) -> None:
+def test_verbatim_republication_is_a_copy_of_the_original_in_its_story(
+    dev: dict[str, dict[str, Any]],
+) -> None:
     engine = Deduplicator()
     first, _ = engine.decide(article(dev["np008"]))
     second, _ = engine.decide(article(dev["np010"], HOUR))
@@ -47,14 +49,14 @@ def test_verbatim_republication_is_a_copy_of_the_original_in_its_story(dev: dict
     assert "shared_text" in second.signals
 
 
-def test_unrelated_story_starts_a_new_story(dev: dict) -> None:
+def test_unrelated_story_starts_a_new_story(dev: dict[str, dict[str, Any]]) -> None:
     engine = Deduplicator()
     engine.decide(article(dev["np008"]))
     other, _ = engine.decide(article(dev["np019"], HOUR))
     assert other.outcome == "new_story" and other.story_id == "np019" and other.copy_of is None
 
 
-def test_copy_of_a_copy_points_to_the_earliest_article(dev: dict) -> None:
+def test_copy_of_a_copy_points_to_the_earliest_article(dev: dict[str, dict[str, Any]]) -> None:
     engine = Deduplicator()
     engine.decide(article(dev["np008"]))
     engine.decide(article(dev["np010"], HOUR))
@@ -62,7 +64,9 @@ def test_copy_of_a_copy_points_to_the_earliest_article(dev: dict) -> None:
     assert third.copy_of == "np008"
 
 
-def test_reprocessed_article_gets_the_same_decision_and_no_new_window_entry(dev: dict) -> None:
+def test_reprocessed_article_gets_the_same_decision_and_no_new_window_entry(
+    dev: dict[str, dict[str, Any]],
+) -> None:
     engine = Deduplicator()
     engine.decide(article(dev["np008"]))
     decision, entry = engine.decide(article(dev["np010"], HOUR))
@@ -72,7 +76,9 @@ def test_reprocessed_article_gets_the_same_decision_and_no_new_window_entry(dev:
     assert len(engine.window) == 2
 
 
-def test_same_input_in_a_fresh_engine_gives_identical_decisions(dev: dict) -> None:
+def test_same_input_in_a_fresh_engine_gives_identical_decisions(
+    dev: dict[str, dict[str, Any]],
+) -> None:
     ids = ["np008", "np012", "np009", "np013", "np016", "np017", "np019", "np020"]
     runs = []
     for _ in range(2):
@@ -81,7 +87,9 @@ def test_same_input_in_a_fresh_engine_gives_identical_decisions(dev: dict) -> No
     assert runs[0] == runs[1]
 
 
-def test_article_older_than_the_window_is_evicted_and_no_longer_matched(dev: dict) -> None:
+def test_article_older_than_the_window_is_evicted_and_no_longer_matched(
+    dev: dict[str, dict[str, Any]],
+) -> None:
     engine = Deduplicator(window_seconds=24 * HOUR)
     engine.decide(article(dev["np008"], 0.0))
     engine.decide(article(dev["np019"], 30 * HOUR))
@@ -91,14 +99,18 @@ def test_article_older_than_the_window_is_evicted_and_no_longer_matched(dev: dic
     assert late_copy.outcome == "new_story"
 
 
-def test_copy_outside_the_window_span_is_not_matched_even_before_eviction(dev: dict) -> None:
+def test_copy_outside_the_window_span_is_not_matched_even_before_eviction(
+    dev: dict[str, dict[str, Any]],
+) -> None:
     engine = Deduplicator(window_seconds=24 * HOUR)
     engine.decide(article(dev["np008"], 100 * HOUR))
     earlier, _ = engine.decide(article(dev["np010"], 10 * HOUR))
     assert earlier.outcome == "new_story"
 
 
-def test_seed_articles_are_not_merged_into_unrelated_stories(dev: dict) -> None:
+def test_seed_articles_are_not_merged_into_unrelated_stories(
+    dev: dict[str, dict[str, Any]],
+) -> None:
     engine = Deduplicator()
     for row in dev.values():
         engine.decide(article(row))
@@ -107,7 +119,9 @@ def test_seed_articles_are_not_merged_into_unrelated_stories(dev: dict) -> None:
     assert all(d.copy_of is None for d in decisions)
 
 
-def test_index_keeps_only_the_latest_postings_and_bounds_candidates(dev: dict) -> None:
+def test_index_keeps_only_the_latest_postings_and_bounds_candidates(
+    dev: dict[str, dict[str, Any]],
+) -> None:
     window = Window(span_seconds=1e9, posting_limit=5, candidate_limit=3)
     fp = fingerprint(dev["np008"]["title"], dev["np008"]["text"])
     for n in range(20):
@@ -117,7 +131,7 @@ def test_index_keeps_only_the_latest_postings_and_bounds_candidates(dev: dict) -
     assert [e.article_id for e in found] == ["a15", "a16", "a17"]
 
 
-def test_frequency_sketch_counts_additions_and_removals(dev: dict) -> None:
+def test_frequency_sketch_counts_additions_and_removals(dev: dict[str, dict[str, Any]]) -> None:
     window = Window(span_seconds=10.0)
     fp = fingerprint("", dev["np008"]["text"])
     window.add(WindowEntry("old", 0.0, fp, "old", "old"))
@@ -142,7 +156,7 @@ def test_quotes_are_found_in_curly_straight_and_guillemet_marks() -> None:
     ]
 
 
-def test_window_record_round_trips_fingerprint_and_decision(dev: dict) -> None:
+def test_window_record_round_trips_fingerprint_and_decision(dev: dict[str, dict[str, Any]]) -> None:
     engine = Deduplicator()
     engine.decide(article(dev["np008"]))
     decision, entry = engine.decide(article(dev["np010"], HOUR))
@@ -164,7 +178,7 @@ def test_implausible_future_publication_date_falls_back_to_first_seen() -> None:
     assert article_event_time(message) == pytest.approx(1741651200.0)
 
 
-def test_offline_form_answers_every_line_in_input_order(dev: dict) -> None:
+def test_offline_form_answers_every_line_in_input_order(dev: dict[str, dict[str, Any]]) -> None:
     lines = [
         json.dumps({"id": "b", "url": "u1", "title": "", "text": dev["np008"]["text"]}),
         "{broken",
@@ -178,7 +192,7 @@ def test_offline_form_answers_every_line_in_input_order(dev: dict) -> None:
 
 
 def test_wirewatch_dedup_file_prints_one_json_line_per_article(
-    dev: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    dev: dict[str, dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "articles.jsonl"
     rows = [dev["np008"], dev["np019"], dev["np010"]]

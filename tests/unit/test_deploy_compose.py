@@ -26,7 +26,8 @@ STAGES = ("poller", "extractor", "dedup", "coder")
 
 
 def load_compose() -> dict[str, Any]:
-    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    compose: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    return compose
 
 
 def compose_validator() -> jsonschema.Draft201909Validator:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -12,11 +13,12 @@ REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "deploy" / "grafana"
 
 
-def dashboard() -> dict:
-    return json.loads((GRAFANA / "dashboards" / "wirewatch.json").read_text())
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((GRAFANA / "dashboards" / "wirewatch.json").read_text())
+    return data
 
 
-def query_panels() -> list[dict]:
+def query_panels() -> list[dict[str, Any]]:
     return [panel for panel in dashboard()["panels"] if panel["type"] != "row"]
 
 

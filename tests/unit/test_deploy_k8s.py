@@ -41,14 +41,19 @@ def by_kind(stage: str) -> dict[str, dict[str, Any]]:
 
 
 def container(stage: str) -> dict[str, Any]:
-    [only] = by_kind(stage)["Deployment"]["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]] = by_kind(stage)["Deployment"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    [only] = containers
     return only
 
 
 @pytest.mark.parametrize(
     ("filename", "doc"), all_documents(), ids=lambda v: v if isinstance(v, str) else v["kind"]
 )
-def test_manifest_validates_against_the_kubernetes_schema(filename: str, doc: dict) -> None:
+def test_manifest_validates_against_the_kubernetes_schema(
+    filename: str, doc: dict[str, Any]
+) -> None:
     assert kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True) == "1.30"
     assert doc["metadata"].get("namespace", "wirewatch") == "wirewatch"
 

@@ -94,7 +94,7 @@ async def test_outputs_leave_in_offset_order_and_only_acknowledged_offsets_are_c
     settings = ExtractorSettings(commit_interval_seconds=0.01, workers=1)
     extractor = ScriptedExtractor(
         settings,
-        consumer=consumer,  # type: ignore[arg-type]
+        consumer=consumer,
         producer=producer,  # type: ignore[arg-type]
         session=None,
         pool=WorkerPool(1, preload=[]),
@@ -144,7 +144,7 @@ async def test_a_dead_worker_is_replaced_and_the_entry_retried_once(
     MARKER.unlink(missing_ok=True)
     extractor = Extractor(
         ExtractorSettings(workers=1),
-        consumer=FakeConsumer([]),  # type: ignore[arg-type]
+        consumer=FakeConsumer([]),
         producer=FakeProducer(),  # type: ignore[arg-type]
         session=None,
         pool=fork_pool(1),

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
+from typing import Any
 
+import faust
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
@@ -20,10 +22,16 @@ from services.common.settings import KafkaSettings
 UNREACHABLE = "127.0.0.1:1"
 
 
+def consumer_thread(app: faust.App) -> Any:
+    """The app's consumer thread: private Faust API that these tests call and patch."""
+    consumer: Any = app.consumer
+    return consumer._thread
+
+
 async def test_faust_worker_consumer_waits_the_configured_fetch_time() -> None:
     kafka = KafkaSettings(bootstrap_servers=UNREACHABLE, fetch_max_wait_ms=123)
     app = make_faust_app("it-fetch-wait", kafka)
-    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    consumer = consumer_thread(app)._create_worker_consumer(app.transport)
     try:
         assert consumer._fetch_max_wait_ms == 123
     finally:
@@ -60,7 +68,10 @@ async def test_a_flush_before_an_offset_commit_waits_for_every_table_write() -> 
     app = make_faust_app("it-drain", KafkaSettings(bootstrap_servers=UNREACHABLE))
     buffer = app.producer.buffer
     channel = _SlowChannel()
-    writes = [SimpleNamespace(message=SimpleNamespace(channel=channel)) for _ in range(3)]
+    # Stand-ins for Faust's FutureMessage: only .message.channel is used.
+    writes: list[Any] = [
+        SimpleNamespace(message=SimpleNamespace(channel=channel)) for _ in range(3)
+    ]
     await buffer.start()
     try:
         for write in writes:
@@ -86,7 +97,7 @@ async def test_table_recovery_waits_for_the_broker_instead_of_crashing(
     monkeypatch.setattr(faust_app, "probe_end_offsets", probe)
     monkeypatch.setattr(faust_app, "END_OFFSETS_RETRY_SECONDS", 0.01)
     app = make_faust_app("it-recovery-wait", KafkaSettings(bootstrap_servers=UNREACHABLE))
-    ends = await app.consumer._thread._highwaters([TP("changelog", 0), TP("changelog", 1)])
+    ends = await consumer_thread(app)._highwaters([TP("changelog", 0), TP("changelog", 1)])
     assert ends == {TP("changelog", 0): 7, TP("changelog", 1): 7}
     assert len(calls) == 3
 
@@ -117,7 +128,7 @@ async def test_a_seek_after_a_rebalance_rewinds_partitions_the_group_never_commi
     fake = _FakeAiokafkaConsumer(
         {committed: 12, never: None, at_zero: 0, TopicPartition(changelog, 0): None}
     )
-    thread = app.consumer._thread
+    thread = consumer_thread(app)
     thread._ensure_consumer = lambda: fake
     offsets = await thread._seek_to_committed_or_start()
     assert sorted(fake.to_beginning) == [never, at_zero]  # not the table's changelog
@@ -128,10 +139,12 @@ async def test_a_fetch_reads_a_copy_of_the_active_partitions_and_none_when_there
     """aiokafka reads an empty set of partitions as "all of them"; Faust's set is live and
     table recovery empties it while a fetch waits."""
     app = make_faust_app("it-getmany", KafkaSettings(bootstrap_servers=UNREACHABLE))
-    thread = app.consumer._thread
+    thread = consumer_thread(app)
     asked: list[set[TP]] = []
 
-    async def fetch(method: object, consumer: object, partitions: set[TP], **_: object) -> dict:
+    async def fetch(
+        method: object, consumer: object, partitions: set[TP], **_: object
+    ) -> dict[TP, Any]:
         asked.append(partitions)
         return {}
 

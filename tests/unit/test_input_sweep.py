@@ -14,6 +14,7 @@ import json
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ FIRST_SEEN = datetime(2026, 11, 28, tzinfo=UTC)
 EXTRACTOR_REASONS = {"empty_extraction", "extraction_failed"}
 
 
-def manifest(eval_dir: Path) -> list[dict]:
+def manifest(eval_dir: Path) -> list[dict[str, Any]]:
     lines = (eval_dir / "feeds" / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line]
 

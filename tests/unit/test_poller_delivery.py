@@ -20,6 +20,7 @@ from services.poller import app
 from services.poller.app import Poller, PollerMetrics
 from services.poller.feedlist import FeedSpec
 from services.poller.settings import PollerSettings
+from services.poller.state import FeedState
 
 GUARDIAN = "rss-parser/test/input/guardian.rss"
 
@@ -63,10 +64,10 @@ async def test_unacknowledged_entries_are_not_marked_seen_and_are_sent_again(
         [feed],
         settings=settings,
         fetch_settings=FetchSettings(),
-        producer=producer,  # type: ignore[arg-type]
+        producer=producer,
         metrics=PollerMetrics(CollectorRegistry()),
     )
-    poller.states[feed.url] = app.FeedState(feed_key=feed.url, url=feed.url)
+    poller.states[feed.url] = FeedState(feed_key=feed.url, url=feed.url)
 
     failed = await poller.poll_feed(feed)
     assert failed.outcome == "kafka_error"

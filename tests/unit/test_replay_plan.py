@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from bisect import bisect_left
+from collections.abc import Awaitable, Callable
 
 import pytest
 from hypothesis import given
@@ -75,7 +76,9 @@ def test_range_on_a_partition_the_topic_lacks_is_refused() -> None:
         plan_ranges({0: 0}, {0: 9}, starts={3: 0})
 
 
-def reader(stamps: list[int], *, start: int = 0, batch: int = 3):
+def reader(
+    stamps: list[int], *, start: int = 0, batch: int = 3
+) -> tuple[Callable[[int], Awaitable[list[RecordPosition]]], list[int]]:
     """A fake partition whose record ``start + i`` is stamped ``stamps[i]``."""
     calls: list[int] = []
 

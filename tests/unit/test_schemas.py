@@ -1,5 +1,6 @@
 import copy
 import json
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -8,9 +9,10 @@ from services.common import schemas
 from services.common.errors import SchemaValidationError
 
 
-def load_example(schema_id: str) -> dict:
+def load_example(schema_id: str) -> dict[str, Any]:
     path = schemas.schemas_dir() / "examples" / f"{schema_id}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
+    example: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return example
 
 
 @pytest.mark.parametrize("schema_id", schemas.ALL_SCHEMA_IDS)
