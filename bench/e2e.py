@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import os
 import re
@@ -56,7 +55,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.evaldata import eval_dir
 from bench.extract import bare_loop
 from bench.extract_quality import load_pages
-from bench.processes import tree_cpu_seconds, tree_rss_mb, wait_ready
+from bench.processes import process_table, tree_cpu_seconds, tree_rss_mb, wait_ready
 from services.common.broker import EmbeddedBroker, free_port, wait_for_port
 from services.common.kafka import FIRST_SEEN_HEADER, make_consumer, make_producer
 from services.common.settings import KafkaSettings, TopicNames
@@ -78,6 +77,14 @@ MAX_ROUNDS = int(os.environ.get("BENCH_E2E_MAX_ROUNDS", "3"))
 # size (and its memory) reaches a steady state during the warm-up.
 BENCH_WINDOW_HOURS = 30 * 365 * 24.0
 SOAK_WINDOW_HOURS = float(os.environ.get("WIREWATCH_SOAK_WINDOW_HOURS", "0.05"))
+# Tansu 0.6 spends CPU in proportion to a partition's length on every fetch that returns records
+# (memory and S3 engines alike; about 5 ms per 1,000 records of a 4-partition topic, measured)
+# and cannot trim a topic (no DeleteRecords). Over a soak's 30 minutes the topics grow and the
+# broker would starve the services of the two cores, so the soak's consumers fetch less often.
+SOAK_FETCH_MAX_WAIT_MS = int(os.environ.get("WIREWATCH_SOAK_FETCH_MAX_WAIT_MS", "500"))
+# The benchmark's own reader of seven topics: latencies come from broker timestamps, so a
+# longer wait only notices a finished phase up to this late (which understates throughput).
+FOLLOW_FETCH_MAX_WAIT_MS = 500
 TARGET_RATIO = 0.7
 TARGET_P95_AT_HALF = 2.0
 TARGET_RSS_GROWTH = 0.10
@@ -212,28 +219,39 @@ class Tracker:
             if first_seen is not None and record.value is not None:
                 self.events.append((first_seen, emitted))
             return
-        value = json.loads(record.value) if record.value else {}
+        value = record.value or b""
         if record.topic == topics.entries:
-            index = _entry_index(value.get("url"))
+            index = _entry_index(_json_string(value, "url"))
             if index is not None and first_seen is not None:
                 self.entries_first_seen.setdefault(index, first_seen)
                 self.stamps.setdefault("entry", {}).setdefault(index, emitted)
         elif record.topic == topics.articles:
-            index = _entry_index(value.get("url"))
+            index = _entry_index(_json_string(value, "url"))
             if index is not None:
                 self.stamps.setdefault("article", {}).setdefault(index, emitted)
         elif record.topic == topics.deduplicated:
-            index = _entry_index(value.get("article", {}).get("url"))
+            index = _entry_index(_json_string(value, "url"))
             if index is not None and index not in self.done:
                 self.stamps.setdefault("dedup", {}).setdefault(index, emitted)
                 self.deduplicated += 1
-                self.done[index] = value.get("outcome", "?")
+                self.done[index] = _json_string(value, "outcome") or "?"
                 if first_seen is not None:
                     self.dedup_latency[index] = emitted - first_seen
         else:  # a dead letter: the key is the entry's or article's canonical URL
             index = _entry_index((record.key or b"").decode(errors="replace"))
             if index is not None:
                 self.done.setdefault(index, f"dead letter ({record.topic})")
+
+
+def _json_string(value: bytes, name: str) -> str | None:
+    """The first string field ``name`` in a JSON message, without decoding the whole message.
+
+    The benchmark reads every article three times over (extracted, deduplicated, and the
+    event's), and decoding each whole text would take CPU from the pipeline it measures. The
+    services write compact JSON and no other field of theirs is named ``url`` or ``outcome``.
+    """
+    match = re.search(rb'"' + name.encode() + rb'":\s*"([^"\\]*)"', value)
+    return match.group(1).decode() if match else None
 
 
 def _entry_index(url: str | None) -> int | None:
@@ -313,8 +331,7 @@ class Bench:
             TopicNames.dlq(topics.entries),
             TopicNames.dlq(topics.articles),
             group_id=None,
-            # Latencies come from broker timestamps; a short wait only makes "done" seen sooner.
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=FOLLOW_FETCH_MAX_WAIT_MS,
         )
         await consumer.start()
         try:
@@ -337,9 +354,9 @@ class Bench:
                     self.coder_done = coder_finished(await reply.text())
             except aiohttp.ClientError:
                 pass
-            now = time.time()
+            now, children = time.time(), process_table()
             for service in self.services:
-                rss = tree_rss_mb(service.process.pid)
+                rss = tree_rss_mb(service.process.pid, children)
                 service.peak_rss_mb = max(service.peak_rss_mb, rss)
                 if now - last_series >= 1.0:
                     service.rss_series.append((now, rss))
@@ -371,7 +388,8 @@ class Bench:
         return sum(self.cpu_by_part().values())
 
     def cpu_by_part(self) -> dict[str, float]:
-        return {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
+        children = process_table()
+        return {name: tree_cpu_seconds(pid, children) for name, pid in self.pids.items()}
 
     async def run_phase(
         self, name: str, cycle: list[tuple[str, str]], releases: list[float]
@@ -455,7 +473,12 @@ def coder_finished(metrics_text: str) -> float:
 
 
 def start_services(
-    bootstrap: str, base: str, workdir: Path, *, dedup_window_hours: float
+    bootstrap: str,
+    base: str,
+    workdir: Path,
+    *,
+    dedup_window_hours: float,
+    fetch_max_wait_ms: int | None = None,
 ) -> list[Service]:
     feeds_file = workdir / "feeds.yaml"
     feeds_file.write_text(
@@ -476,6 +499,8 @@ def start_services(
         WIREWATCH_CODER_DATA_DIR=str(workdir / "coder"),
         WIREWATCH_DEDUP_WINDOW_HOURS=str(dedup_window_hours),
     )
+    if fetch_max_wait_ms is not None:
+        env["KAFKA_FETCH_MAX_WAIT_MS"] = str(fetch_max_wait_ms)
     services = []
     for name in SERVICES:
         port = free_port()
@@ -658,14 +683,25 @@ async def run_soak(bench: Bench, cycle: list[tuple[str, str]], rate: float) -> b
     """``SOAK_SECONDS`` at ``rate``; RSS and backlog compared after a warm-up sixth."""
     started = time.time()
     releases = steady_releases(started + 1, rate, SOAK_SECONDS)
-    print(f"soak: {rate:.2f} entries/s for {SOAK_SECONDS:.0f}s ({len(releases)} entries)")
+    print(
+        f"soak: {rate:.2f} entries/s for {SOAK_SECONDS:.0f}s ({len(releases)} entries); "
+        f"consumers fetch every {SOAK_FETCH_MAX_WAIT_MS} ms at most"
+    )
     backlog: list[tuple[float, int]] = []
     phase = asyncio.create_task(bench.run_phase("soak", cycle, releases))
+    cpu_before, minute_started = bench.cpu_by_part(), time.time()
     while not phase.done():
         backlog.append((time.time(), bench.backlog()))
         if len(backlog) % 60 == 0:
+            cpu_now, now = bench.cpu_by_part(), time.time()
+            cores = ", ".join(
+                f"{part} {(cpu_now[part] - cpu_before[part]) / (now - minute_started):.2f}"
+                for part in cpu_now
+            )
+            cpu_before, minute_started = cpu_now, now
             rss = ", ".join(f"{s.name} {s.rss_series[-1][1]:.0f}" for s in bench.services)
-            print(f"  t+{time.time() - started:5.0f}s backlog {backlog[-1][1]:4d}  RSS MB {rss}")
+            print(f"  t+{now - started:5.0f}s backlog {backlog[-1][1]:4d}  RSS MB {rss}")
+            print(f"           cores used in the last minute: {cores}")
         await asyncio.sleep(1.0)
     result, _ = phase.result()
     print(f"soak: {result.latency_line()}; {result.dead_letters} dead letters")
@@ -735,6 +771,7 @@ def main() -> int:
                     base,
                     workdir,
                     dedup_window_hours=SOAK_WINDOW_HOURS if args.soak else BENCH_WINDOW_HOURS,
+                    fetch_max_wait_ms=SOAK_FETCH_MAX_WAIT_MS if args.soak else None,
                 )
                 try:
                     for service in services:

@@ -13,8 +13,13 @@ import urllib.request
 from pathlib import Path
 
 
-def _process_table() -> dict[int, list[int]]:
-    """Children of every process, from ``/proc/<pid>/stat``."""
+def process_table() -> dict[int, list[int]]:
+    """Children of every process, from ``/proc/<pid>/stat``.
+
+    One scan of ``/proc`` costs a few milliseconds; a sampler that looks at several process
+    trees takes one table per sample and passes it to each, so that the benchmark's own
+    bookkeeping takes as little as possible of the CPU the pipeline is measured on.
+    """
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -28,9 +33,10 @@ def _process_table() -> dict[int, list[int]]:
     return children
 
 
-def process_tree(root: int) -> list[int]:
-    """``root`` and its descendants that are alive now."""
-    children = _process_table()
+def process_tree(root: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """``root`` and its descendants that are alive now (or in ``children``, a process table)."""
+    if children is None:
+        children = process_table()
     tree, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -42,7 +48,7 @@ def process_tree(root: int) -> list[int]:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(root: int) -> float:
+def tree_cpu_seconds(root: int, children: dict[int, list[int]] | None = None) -> float:
     """CPU time a process and its descendants have run so far, every thread included.
 
     From ``/proc/<pid>/stat`` (user + system time of the whole thread group, in clock ticks):
@@ -52,7 +58,7 @@ def tree_cpu_seconds(root: int) -> float:
     share, however many processes it runs.
     """
     total = 0.0
-    for pid in process_tree(root):
+    for pid in process_tree(root, children):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
             # Fields after the command name (which may hold spaces), from field 3 on.
@@ -63,10 +69,10 @@ def tree_cpu_seconds(root: int) -> float:
     return total
 
 
-def tree_rss_mb(root: int) -> float:
+def tree_rss_mb(root: int, children: dict[int, list[int]] | None = None) -> float:
     """Resident memory of a process and its descendants now (``VmRSS``), in MB."""
     total_kb = 0
-    for pid in process_tree(root):
+    for pid in process_tree(root, children):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
