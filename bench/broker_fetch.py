@@ -4,9 +4,8 @@ Tansu 0.6 has no DeleteRecords and applies no retention on its own, so the pipel
 only grow on it. This benchmark fills a 4-partition topic step by step and, after each step,
 reads the last few records of every partition again and again, printing the broker's CPU time
 per fetch (from ``/proc``) and its ratio to the first step's: a broker that finds an offset
-through an index would print ratios near 1.
-It explains why long runs (``make soak``) slow down on the embedded broker, and why
-deployments use Apache Kafka, whose fetch finds an offset through an index.
+through an index, as Apache Kafka does, would print ratios near 1. It explains why long runs
+(``make soak``) slow down on the embedded broker.
 """
 
 from __future__ import annotations
@@ -52,7 +51,8 @@ async def fetch_cost(consumer: AIOKafkaConsumer, topic: str, broker_pid: int) ->
 async def run(broker: EmbeddedBroker, steps: int, step_records: int) -> None:
     assert broker.process is not None
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
-    await ensure_topics(kafka, [TopicSpec("bench.small", PARTITIONS), TopicSpec("bench.big")])
+    topics = [TopicSpec(name, PARTITIONS) for name in ("bench.small", "bench.big")]
+    await ensure_topics(kafka, topics)
     producer = make_producer(kafka)
     consumer = make_consumer(kafka, group_id=None)
     await producer.start()

@@ -78,7 +78,8 @@ MAX_ROUNDS = int(os.environ.get("BENCH_E2E_MAX_ROUNDS", "3"))
 BENCH_WINDOW_HOURS = 30 * 365 * 24.0
 SOAK_WINDOW_HOURS = float(os.environ.get("WIREWATCH_SOAK_WINDOW_HOURS", "0.05"))
 # Tansu 0.6 spends CPU in proportion to a partition's length on every fetch that returns records
-# (memory and S3 engines alike; about 5 ms per 1,000 records of a 4-partition topic, measured)
+# (memory and S3 engines alike; about 1 ms per 1,000 records of a 4-partition topic, measured
+# by `make bench-broker-fetch`)
 # and cannot trim a topic (no DeleteRecords). Over a soak's 30 minutes the topics grow and the
 # broker would starve the services of the two cores, so the soak's consumers fetch less often.
 SOAK_FETCH_MAX_WAIT_MS = int(os.environ.get("WIREWATCH_SOAK_FETCH_MAX_WAIT_MS", "500"))
@@ -246,9 +247,9 @@ class Tracker:
 def _json_string(value: bytes, name: str) -> str | None:
     """The first string field ``name`` in a JSON message, without decoding the whole message.
 
-    The benchmark reads every article three times over (extracted, deduplicated, and the
-    event's), and decoding each whole text would take CPU from the pipeline it measures. The
-    services write compact JSON and no other field of theirs is named ``url`` or ``outcome``.
+    The benchmark reads every article twice (extracted and deduplicated), and decoding each
+    whole text would take CPU from the pipeline it measures. The services write compact JSON
+    and no other field of theirs is named ``url`` or ``outcome``.
     """
     match = re.search(rb'"' + name.encode() + rb'":\s*"([^"\\]*)"', value)
     return match.group(1).decode() if match else None
