@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import gc
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +18,30 @@ from services.common.broker import EmbeddedBroker
 from services.common.settings import KafkaSettings
 
 EVAL_DIR = evaldata.eval_dir()
+
+# CPython 3.11 up to 3.11.7 (this machine's) keeps the AST constructor's recursion counter in
+# interpreter-wide state, so a parse that starts while another is being built fails with
+# "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905): from another
+# thread, or from Python code the garbage collector runs in the middle of the first. pytest
+# parses whenever it rewrites a module imported late (hypothesis imports part of itself during
+# a test), and that failed `test_any_bytes_parse_to_entries_or_a_reason` in a fresh clone with
+# only the main thread alive. So the test process parses in turns, without collecting meanwhile.
+_ast_parse = ast.parse
+_ast_parse_lock = threading.RLock()
+
+
+def _ast_parse_in_turn(*args: Any, **kwargs: Any) -> Any:
+    with _ast_parse_lock:
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return _ast_parse(*args, **kwargs)
+        finally:
+            if collecting:
+                gc.enable()
+
+
+ast.parse = _ast_parse_in_turn
 
 
 @pytest.fixture(scope="session")
