@@ -330,8 +330,8 @@ class Bench:
 
     def quiet(self, on: bool) -> None:
         """Stop (or resume) reading the bulk topics, so a maximum round measures the pipeline
-        rather than the benchmark's own reading: that costs about 1.5 ms of CPU an article
-        on the same two cores, plus the broker's work to serve it."""
+        rather than the benchmark's own reading, which took CPU on the same two cores (its
+        process used about 1.4 ms an article), plus the broker's work to serve it."""
         if self.consumer is None:
             return
         partitions = [p for p in self.consumer.assignment() if p.topic in self.bulk_topics()]
