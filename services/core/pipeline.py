@@ -12,8 +12,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.cli import SERVICE_NAMES
 from services.common.broker import EmbeddedBroker, free_port, wait_for_port
@@ -23,6 +28,8 @@ from services.common.topics import ensure_topics, pipeline_topics
 logger = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 15
+PROGRESS_SECONDS = 5.0
+METRICS_TIMEOUT_SECONDS = 1.0
 
 
 def existing_services() -> list[str]:
@@ -88,6 +95,55 @@ class Supervisor:
                 child.wait()
 
 
+def progress_counts(metrics_texts: Iterable[str]) -> Counter[str]:
+    """What the services have done, summed from their metrics pages.
+
+    Keys: ``entries``, ``articles``, ``outcome:<dedup outcome>``, ``events:<new|update>`` and
+    ``dead_letters``.
+    """
+    counts: Counter[str] = Counter()
+    for text in metrics_texts:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                name, labels, value = sample.name, sample.labels, int(sample.value)
+                if name == "wirewatch_poller_entries_emitted_total":
+                    counts["entries"] += value
+                elif name == "wirewatch_extractor_articles_emitted_total":
+                    counts["articles"] += value
+                elif name == "wirewatch_dedup_articles_total":
+                    counts[f"outcome:{labels.get('outcome', '?')}"] += value
+                elif name == "wirewatch_coder_events_total":
+                    counts[f"events:{labels.get('kind', '?')}"] += value
+                elif name.startswith("wirewatch_") and name.endswith("_dead_letters_total"):
+                    counts["dead_letters"] += value
+    return counts
+
+
+def progress_line(counts: Counter[str]) -> str:
+    """One console line: how far the pipeline has got, stage by stage."""
+    outcomes = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("outcome:")}
+    decided = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
+    updated = counts["events:update"]
+    return (
+        f"progress: {counts['entries']} feed entries, {counts['articles']} articles extracted, "
+        f"{sum(outcomes.values())} deduplicated{f' ({decided})' if decided else ''}, "
+        f"{counts['events:new']} events{f' ({updated} updates)' if updated else ''}, "
+        f"{counts['dead_letters']} dead letters"
+    )
+
+
+def scrape(urls: Iterable[str]) -> list[str]:
+    """The metrics pages that answer; a service still starting is simply left out."""
+    pages = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=METRICS_TIMEOUT_SECONDS) as reply:  # noqa: S310 - our own 127.0.0.1 metrics
+                pages.append(reply.read().decode("utf-8", errors="replace"))
+        except OSError:
+            continue
+    return pages
+
+
 def run_pipeline(args: argparse.Namespace) -> int:
     received: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -136,14 +192,15 @@ def run_pipeline(args: argparse.Namespace) -> int:
         env["WIREWATCH_POLLER_FEEDS"] = str(feeds_file)
 
         services = existing_services()
-        metrics_urls = []
+        metrics_urls = {}
         for offset, name in enumerate(services):
             port = port_to_use(args.metrics_base_port + offset, f"{name} metrics")
             service_env = dict(env, **{f"WIREWATCH_{name.upper()}_METRICS_PORT": str(port)})
             supervisor.start(name, [sys.executable, "-m", f"services.{name}"], service_env)
-            metrics_urls.append(f"  {name:10} http://127.0.0.1:{port}/metrics")
+            metrics_urls[name] = f"http://127.0.0.1:{port}/metrics"
         _print_where_to_look(bootstrap, services, metrics_urls)
 
+        last_progress, next_progress = "", time.monotonic() + PROGRESS_SECONDS
         while not received:
             for name, code in supervisor.exited():
                 print(
@@ -151,6 +208,13 @@ def run_pipeline(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 1
+            if time.monotonic() >= next_progress:
+                next_progress = time.monotonic() + PROGRESS_SECONDS
+                pages = scrape(metrics_urls.values())
+                line = progress_line(progress_counts(pages)) if pages else last_progress
+                if line != last_progress:
+                    print(line, flush=True)  # noqa: T201
+                    last_progress = line
             time.sleep(0.3)
         print("stopping…")  # noqa: T201
         return 0
@@ -163,7 +227,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         print("stopped")  # noqa: T201
 
 
-def _print_where_to_look(bootstrap: str, services: list[str], metrics_urls: list[str]) -> None:
+def _print_where_to_look(bootstrap: str, services: list[str], metrics_urls: dict[str, str]) -> None:
     topics = TopicNames()
     beside_python = Path(sys.executable).parent / "wirewatch"
     cli = str(beside_python) if beside_python.exists() else "wirewatch"
@@ -174,8 +238,9 @@ def _print_where_to_look(bootstrap: str, services: list[str], metrics_urls: list
         f"  KAFKA_BOOTSTRAP_SERVERS={bootstrap} {cli} tail {topics.events} --from-beginning",
         f"  KAFKA_BOOTSTRAP_SERVERS={bootstrap} {cli} topics",
         "metrics:",
-        *metrics_urls,
-        "Ctrl-C stops everything.",
+        *(f"  {name:10} {url}" for name, url in metrics_urls.items()),
+        f"progress is printed every {PROGRESS_SECONDS:.0f} s when it changes. Ctrl-C stops "
+        "everything.",
         "",
     ]
     print("\n".join(lines), flush=True)  # noqa: T201

@@ -1,8 +1,10 @@
-"""`wirewatch run` starts broker, demo feed and every service, and Ctrl-C leaves nothing behind."""
+"""`wirewatch run` starts broker, demo feed and every service, reports the demo's articles through
+to events, and Ctrl-C leaves nothing behind."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,7 +41,7 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_run_starts_every_service_and_ctrl_c_stops_them_all(tmp_path: Path) -> None:
+def test_run_codes_the_demo_feed_to_events_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     output = tmp_path / "run.out"
     with output.open("wb") as sink:
@@ -63,7 +65,12 @@ def test_run_starts_every_service_and_ctrl_c_stops_them_all(tmp_path: Path) -> N
             assert run.poll() is None, output.read_text()
             assert time.monotonic() < deadline, output.read_text()
             time.sleep(0.2)
-        time.sleep(5)
+        # The bundled demo feed goes through every stage: the progress line reaches events.
+        deadline = time.monotonic() + 180
+        while not re.search(rb"progress: .*, [1-9]\d* events", output.read_bytes()):
+            assert run.poll() is None, output.read_text()[-3000:]
+            assert time.monotonic() < deadline, output.read_text()[-3000:]
+            time.sleep(0.5)
         started = descendants(run.pid)
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=60) == 0, output.read_text()[-3000:]
