@@ -119,17 +119,24 @@ def progress_counts(metrics_texts: Iterable[str]) -> Counter[str]:
     return counts
 
 
+def _number(count: int, singular: str, plural: str) -> str:
+    return f"{count} {singular if count == 1 else plural}"
+
+
 def progress_line(counts: Counter[str]) -> str:
     """One console line: how far the pipeline has got, stage by stage."""
     outcomes = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("outcome:")}
     decided = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
-    updated = counts["events:update"]
-    return (
-        f"progress: {counts['entries']} feed entries, {counts['articles']} articles extracted, "
-        f"{sum(outcomes.values())} deduplicated{f' ({decided})' if decided else ''}, "
-        f"{counts['events:new']} events{f' ({updated} updates)' if updated else ''}, "
-        f"{counts['dead_letters']} dead letters"
-    )
+    updates = counts["events:update"]
+    parts = [
+        _number(counts["entries"], "feed entry", "feed entries"),
+        _number(counts["articles"], "article", "articles") + " extracted",
+        f"{sum(outcomes.values())} deduplicated" + (f" ({decided})" if decided else ""),
+        _number(counts["events:new"], "event", "events")
+        + (f" ({_number(updates, 'update', 'updates')})" if updates else ""),
+        _number(counts["dead_letters"], "dead letter", "dead letters"),
+    ]
+    return "progress: " + ", ".join(parts)
 
 
 def scrape(urls: Iterable[str]) -> list[str]:

@@ -28,7 +28,9 @@ def test_counts_come_from_every_stage_and_dead_letters_are_summed() -> None:
         metrics_page("poller", {"entries_emitted": {(): 7}, "dead_letters": {(): 1}}),
         metrics_page("extractor", {"articles_emitted": {(): 5}, "dead_letters": {(): 1}}),
         metrics_page("dedup", {"articles": {("new_story",): 2, ("copy",): 3}}),
-        metrics_page("coder", {"events": {("04", "new"): 2, ("05", "new"): 1, ("04", "update"): 4}}),
+        metrics_page(
+            "coder", {"events": {("04", "new"): 2, ("05", "new"): 1, ("04", "update"): 4}}
+        ),
     ]
     counts = progress_counts(pages)
     assert counts["entries"] == 7 and counts["articles"] == 5 and counts["dead_letters"] == 2
@@ -36,6 +38,19 @@ def test_counts_come_from_every_stage_and_dead_letters_are_summed() -> None:
         "progress: 7 feed entries, 5 articles extracted, 5 deduplicated (3 copy, 2 new_story), "
         "3 events (4 updates), 2 dead letters"
     )
+
+
+def test_one_of_a_kind_is_singular() -> None:
+    line = progress_line(
+        progress_counts(
+            [
+                metrics_page("extractor", {"articles_emitted": {(): 1}, "dead_letters": {(): 1}}),
+                metrics_page("coder", {"events": {("04", "new"): 1, ("04", "update"): 1}}),
+            ]
+        )
+    )
+    assert "1 article extracted" in line and "1 event (1 update)" in line
+    assert line.endswith("1 dead letter")
 
 
 def test_before_anything_arrives_the_line_says_zero_everywhere() -> None:
