@@ -47,7 +47,7 @@ from services.coder.core import (
 )
 from services.coder.settings import CoderSettings
 from services.common import schemas
-from services.common.faust_app import make_faust_app
+from services.common.faust_app import LAG_INTERVAL_SECONDS, make_faust_app, report_consumer_lag
 from services.common.kafka import (
     FIRST_SEEN_HEADER,
     DeadLetter,
@@ -66,7 +66,6 @@ from services.common.workers import WorkerDied, WorkerPool, worker_count
 logger = logging.getLogger(__name__)
 
 SERVICE = "coder"
-LAG_INTERVAL_SECONDS = 5.0
 
 EVENTS_EMITTED = Counter(
     "wirewatch_coder_events_total",
@@ -201,24 +200,7 @@ def create_app(
 
     @app.timer(interval=LAG_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
-        """Consumer lag on the input topic: end offset minus the consumer's position.
-
-        The end is the high watermark of the consumer's latest fetch, which costs no request.
-        """
-        consumer = app.consumer
-        assigned = [tp for tp in consumer.assignment() if tp.topic == topics.deduplicated]
-        if not assigned:
-            return
-        try:
-            for tp in assigned:
-                position = await consumer.position(tp)
-                end = consumer.highwater(tp)
-                if position is not None and end is not None:
-                    metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
-                        max(0, end - position)
-                    )
-        except Exception as exc:  # noqa: BLE001 - metrics must never stop the worker
-            logger.debug("consumer lag unavailable: %s", exc)
+        await report_consumer_lag(app, metrics, {topics.deduplicated})
 
     @app.service
     class ProducerCloser(faust.Service):

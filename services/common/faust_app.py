@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, cast
 
 import faust
@@ -19,7 +19,11 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP, FutureMessage
 
 from services.common.kafka import probe_end_offsets
+from services.common.metrics import ServiceMetrics
 from services.common.settings import KafkaSettings
+
+# How often a Faust service updates its consumer-lag gauge.
+LAG_INTERVAL_SECONDS = 5.0
 
 
 def faust_broker_url(kafka: KafkaSettings) -> str:
@@ -236,6 +240,26 @@ def consumer_state(app: faust.App) -> str:
     except Exception as exc:  # noqa: BLE001 - a report: say why it is incomplete
         lines.append(f"  consumer thread did not answer: {exc!r}")
     return "\n".join(lines)
+
+
+async def report_consumer_lag(
+    app: faust.App, metrics: ServiceMetrics, topics: Collection[str]
+) -> None:
+    """Set ``consumer_lag_messages`` for the assigned partitions of ``topics``: the high
+    watermark of the consumer's latest fetch (which costs no request) minus its position."""
+    consumer = app.consumer
+    try:
+        for tp in consumer.assignment():
+            if tp.topic not in topics:
+                continue
+            position = await consumer.position(tp)
+            end = consumer.highwater(tp)
+            if position is not None and end is not None:
+                metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                    max(0, end - position)
+                )
+    except Exception as exc:  # noqa: BLE001 - metrics must never stop the worker
+        logger.debug("consumer lag unavailable: %s", exc)
 
 
 def log_consumer_state_on_sigusr2(app: faust.App) -> None:

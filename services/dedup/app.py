@@ -23,7 +23,7 @@ import faust
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.common import schemas
-from services.common.faust_app import make_faust_app
+from services.common.faust_app import LAG_INTERVAL_SECONDS, make_faust_app, report_consumer_lag
 from services.common.kafka import (
     DeadLetter,
     DeadLetterSender,
@@ -116,6 +116,7 @@ class DedupService:
         self.app.agent(self.articles_topic, name="intake")(self.intake)
         self.app.agent(self.window_topic, name="decide")(self.decide)
         self.app.task(self._start_health)
+        self.app.timer(interval=LAG_INTERVAL_SECONDS)(self._report_lag)
         self.app.on_before_shutdown.connect(self._on_shutdown)
         self._producer_lock = asyncio.Lock()
         self._health: HealthServer | None = None
@@ -139,6 +140,11 @@ class DedupService:
             is_ready=lambda: self.ready,
         )
         await self._health.start()
+
+    async def _report_lag(self) -> None:
+        """Lag on the input topic and on the window topic that every article passes through."""
+        topics = {self.settings.topics.articles, self.window_topic_name(self.settings)}
+        await report_consumer_lag(self.app, self.metrics, topics)
 
     async def _on_shutdown(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """After Faust stopped consuming: flush and close our producer, stop serving probes."""

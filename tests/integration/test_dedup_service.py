@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,6 +177,25 @@ async def wait_for_commit(kafka: KafkaSettings, group: str, topic: str, end: int
         await probe.stop()
 
 
+async def wait_for_zero_lag(worker: Worker, topics: set[str], timeout: float = 30.0) -> None:
+    """Every partition of ``topics`` reports a consumer lag, and all of them are 0."""
+    lag = re.compile(r"wirewatch_dedup_consumer_lag_messages\{([^}]*)\} (\S+)")
+    deadline = time.monotonic() + timeout
+    reported: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(worker.metrics_url())).text
+        reported = {}
+        for labels, value in lag.findall(metrics):
+            topic = re.search(r'topic="([^"]*)"', labels)
+            if topic is not None:
+                reported[topic.group(1)] = max(reported.get(topic.group(1), 0.0), float(value))
+        if set(reported) >= topics and not any(reported[t] for t in topics):
+            return
+        await asyncio.sleep(1)
+    pytest.fail(f"dedup's consumer lag never reached 0 on {sorted(topics)}: {reported}")
+
+
 async def test_killed_worker_recovers_its_window_and_assigns_a_later_copy_to_the_earlier_story(
     kafka_settings: KafkaSettings,
     topics: dict[str, str],
@@ -220,6 +240,7 @@ async def test_killed_worker_recovers_its_window_and_assigns_a_later_copy_to_the
         assert re.search(
             r'wirewatch_dedup_dead_letters_total\{[^}]*reason="invalid_json"[^}]*\} 1\.0', metrics
         )
+        await wait_for_zero_lag(worker, {topics["articles"], f"{topics['app_id']}-window"})
 
         # Everything so far is committed, so the restarted worker cannot relearn it from the
         # input: the window must come back from the table's changelog.
