@@ -42,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wirewatch",
         description="News feeds in, deduplicated diplomatic events out, on Kafka.",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        help="DEBUG, INFO, WARNING or ERROR (default: a service's WIREWATCH_<SERVICE>_LOG_LEVEL, "
+        "else INFO)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in command_modules():
         module = importlib.import_module(module_name)
@@ -53,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level or "INFO")
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -13,9 +13,11 @@ from services.common.settings import TopicNames
 from services.common.topics import DAY_MS, TopicSpec, ensure_topics, pipeline_topics
 
 
-def main() -> int:
+def main(log_level: str | None = None) -> int:
+    """``log_level`` (the command line's ``--log-level``) overrides the service's setting."""
     settings = CoderSettings()
-    configure_logging(settings.log_level)
+    log_level = log_level or settings.log_level
+    configure_logging(log_level)
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     specs = pipeline_topics(settings.topics)
     # What the aggregate agent cannot read from its internal topic goes to that topic's DLQ.
@@ -29,7 +31,7 @@ def main() -> int:
         is_ready=lambda: metrics.ready._value.get() == 1,
     )
     service = create_app(settings, metrics, health)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower(), "--without-web"]
+    sys.argv = [sys.argv[0], "worker", "--loglevel", log_level.lower(), "--without-web"]
     service.app.main()
     return 0
 

@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
 def run_service(args: argparse.Namespace) -> int:
     from services.coder.__main__ import main
 
-    return main()
+    return main(args.log_level)
 
 
 def run_code(args: argparse.Namespace) -> int:

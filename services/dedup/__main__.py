@@ -16,9 +16,11 @@ from services.dedup.settings import DedupSettings
 logger = logging.getLogger(__name__)
 
 
-def main() -> int:
+def main(log_level: str | None = None) -> int:
+    """``log_level`` (the command line's ``--log-level``) overrides the service's setting."""
     settings = DedupSettings()
-    configure_logging(settings.log_level)
+    log_level = log_level or settings.log_level
+    configure_logging(log_level)
     specs = pipeline_topics(settings.topics)
     specs.append(TopicSpec(DedupService.window_topic_name(settings), 1))
     asyncio.run(ensure_topics(settings.kafka, specs))
@@ -30,7 +32,7 @@ def main() -> int:
         settings.topics.deduplicated,
         settings.window_hours,
     )
-    worker = faust.Worker(service.app, loglevel=settings.log_level.lower(), quiet=True)
+    worker = faust.Worker(service.app, loglevel=log_level.lower(), quiet=True)
     worker.execute_from_commandline()
     return 0
 

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if args.articles is None:
         from services.dedup.__main__ import main
 
-        return main()
+        return main(args.log_level)
     if not args.articles.is_file():
         print(f"wirewatch dedup: no such file: {args.articles}", file=sys.stderr)
         return 2

@@ -42,8 +42,7 @@ def run_service(args: argparse.Namespace | None) -> int:
     except ValidationError as exc:
         print(f"wirewatch extractor: bad configuration: {exc}", file=sys.stderr)
         return 2
-    if args is None:
-        configure_logging(settings.log_level)
+    configure_logging((args.log_level if args is not None else None) or settings.log_level)
     asyncio.run(run_extractor(settings))
     return 0
 

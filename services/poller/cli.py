@@ -10,7 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from services.common.http import FetchSettings
+from services.common.logging import configure_logging
 from services.poller.feeds import entry_message, parse_feed
 
 
@@ -36,7 +39,12 @@ def run_poller(args: argparse.Namespace) -> int:
     from services.poller.settings import PollerSettings
 
     overrides = {"feeds": args.feeds} if args.feeds is not None else {}
-    settings = PollerSettings(**overrides)
+    try:
+        settings = PollerSettings(**overrides)
+    except ValidationError as exc:
+        print(f"wirewatch poller: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level or settings.log_level)
     return asyncio.run(run_service(settings, FetchSettings()))
 
 
