@@ -21,7 +21,9 @@ ENV PATH=/opt/wirewatch/bin:$PATH \
     WIREWATCH_POLLER_METRICS_HOST=0.0.0.0 WIREWATCH_POLLER_METRICS_PORT=9100 \
     WIREWATCH_EXTRACTOR_METRICS_HOST=0.0.0.0 WIREWATCH_EXTRACTOR_METRICS_PORT=9100 \
     WIREWATCH_DEDUP_METRICS_HOST=0.0.0.0 WIREWATCH_DEDUP_METRICS_PORT=9100 \
-    WIREWATCH_CODER_METRICS_HOST=0.0.0.0 WIREWATCH_CODER_METRICS_PORT=9100
+    WIREWATCH_CODER_METRICS_HOST=0.0.0.0 WIREWATCH_CODER_METRICS_PORT=9100 \
+    WIREWATCH_FAUST_DATADIR=/var/lib/wirewatch/faust \
+    WIREWATCH_CODER_DATA_DIR=/var/lib/wirewatch/coder
 RUN groupadd --system --gid 10001 wirewatch \
     && useradd --system --uid 10001 --gid wirewatch --home-dir /var/lib/wirewatch \
        --shell /usr/sbin/nologin wirewatch \
@@ -30,7 +32,8 @@ COPY --from=build /opt/wirewatch /opt/wirewatch
 # The message contracts, found through WIREWATCH_SCHEMAS_DIR (the package is not installed
 # beside the repository's schemas/ here).
 COPY schemas/ /opt/wirewatch/schemas/
-# Faust keeps its local table state under the working directory: the only writable place.
+# Local state (Faust's table stores: dedup under WIREWATCH_FAUST_DATADIR, the coder under
+# WIREWATCH_CODER_DATA_DIR) lives under /var/lib/wirewatch, which compose and k8s mount writable.
 WORKDIR /var/lib/wirewatch
 USER 10001:10001
 EXPOSE 9100
