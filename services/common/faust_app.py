@@ -248,6 +248,7 @@ async def report_consumer_lag(
     """Set ``consumer_lag_messages`` for the assigned partitions of ``topics``: the high
     watermark of the consumer's latest fetch (which costs no request) minus its position."""
     consumer = app.consumer
+    lags: dict[TopicPartition, int] = {}
     try:
         for tp in consumer.assignment():
             if tp.topic not in topics:
@@ -255,11 +256,11 @@ async def report_consumer_lag(
             position = await consumer.position(tp)
             end = consumer.highwater(tp)
             if position is not None and end is not None:
-                metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
-                    max(0, end - position)
-                )
+                lags[TopicPartition(tp.topic, tp.partition)] = max(0, end - position)
     except Exception as exc:  # noqa: BLE001 - metrics must never stop the worker
         logger.debug("consumer lag unavailable: %s", exc)
+        return
+    metrics.set_consumer_lag(lags)
 
 
 def log_consumer_state_on_sigusr2(app: faust.App) -> None:

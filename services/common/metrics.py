@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -61,6 +61,16 @@ class ServiceMetrics:
         # a rebalance stops reporting the lag it had here.
         self.lag_partitions: set[tuple[str, str]] = set()
 
+    def set_consumer_lag(self, lags: Mapping[TopicPartition, int]) -> None:
+        """Set the lag of every partition in ``lags`` and forget the others set before, so a
+        partition taken away by a rebalance stops reporting a frozen lag from this replica."""
+        current = {(tp.topic, str(tp.partition)) for tp in lags}
+        for topic, partition in self.lag_partitions - current:
+            self.consumer_lag.remove(topic, partition)
+        for tp, lag in lags.items():
+            self.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+        self.lag_partitions = current
+
 
 async def update_consumer_lag(
     consumer: AIOKafkaConsumer, metrics: ServiceMetrics
@@ -89,12 +99,7 @@ async def update_consumer_lag(
             begins = await consumer.beginning_offsets(uncommitted)
             for tp in uncommitted:
                 lags[tp] = max(0, ends[tp] - begins[tp])
-    current = {(tp.topic, str(tp.partition)) for tp in lags}
-    for topic, partition in metrics.lag_partitions - current:
-        metrics.consumer_lag.remove(topic, partition)
-    for tp, lag in lags.items():
-        metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
-    metrics.lag_partitions = current
+    metrics.set_consumer_lag(lags)
     return lags
 
 

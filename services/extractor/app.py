@@ -247,14 +247,14 @@ class Extractor:
         self._update_lag()
 
     def _update_lag(self) -> None:
+        lags = {}
         for partition, lane in self.lanes.items():
             highwater = self.consumer.highwater(partition)
             if highwater is None:
                 continue
             done = lane.committed if lane.committed is not None else highwater
-            self.metrics.consumer_lag.labels(
-                topic=partition.topic, partition=str(partition.partition)
-            ).set(max(highwater - done, 0))
+            lags[partition] = max(highwater - done, 0)
+        self.metrics.set_consumer_lag(lags)
 
     # ---- lanes ----------------------------------------------------------------------------
 
@@ -282,7 +282,9 @@ class Extractor:
             lane.in_flight -= 1
             self.metrics.messages_out.labels(topic=output.topic).inc()
             if output.reason is not None:
-                self.metrics.dead_letters.labels(topic=output.topic, reason=output.reason).inc()
+                # Labelled by the topic the entry came from, as every service labels its dead
+                # letters (the alert names the input that is failing).
+                self.metrics.dead_letters.labels(topic=record.topic, reason=output.reason).inc()
             else:
                 self.metrics.articles_emitted.inc()
 
@@ -301,6 +303,7 @@ class Extractor:
             lane = self.lanes.get(partition)
             if lane is not None:
                 await self._close_lane(lane)
+        self._update_lag()  # the partitions gone stop reporting their lag from here
 
     # ---- one entry ------------------------------------------------------------------------
 

@@ -208,9 +208,14 @@ class Poller:
                 # A bug must not silently end this feed's polling: log it loudly, retry later.
                 logger.exception("feed %s: unexpected error while polling", feed.name)
                 state.consecutive_failures += 1
-                delay: float | None = failure_backoff(
+                backoff = failure_backoff(
                     state.consecutive_failures, bounds=self.bounds, rng=self.rng
                 )
+                delay: float | None = backoff
+                # Counted like any failure, so a feed that trips a bug every poll still alerts.
+                self.metrics.polls.labels("unexpected_error").inc()
+                self.metrics.interval.labels(feed.name).set(backoff)
+                self.metrics.consecutive_failures.labels(feed.name).set(state.consecutive_failures)
             else:
                 delay = result.delay
             if delay is None or await stop.wait(delay):

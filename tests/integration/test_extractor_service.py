@@ -355,7 +355,7 @@ async def test_metrics_count_articles_fetch_outcomes_and_dead_letters(pipeline: 
     assert (
         registry.get_sample_value(
             "wirewatch_extractor_dead_letters_total",
-            {"topic": pipeline.names.failed_articles, "reason": "http_status"},
+            {"topic": pipeline.names.entries, "reason": "http_status"},
         )
         >= 1
     )

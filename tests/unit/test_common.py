@@ -5,7 +5,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from services.common import kafka as kafka_module
@@ -21,6 +23,7 @@ from services.common.kafka import (
     start_producer_patiently,
 )
 from services.common.logging import JsonFormatter, configure_logging
+from services.common.metrics import ServiceMetrics
 from services.common.settings import KafkaSettings, TopicNames
 
 
@@ -154,3 +157,17 @@ def test_client_libraries_log_warnings_unless_asked_for_more(
         root.handlers[:], level, faust_level = saved
         root.setLevel(level)
         logging.getLogger("faust").setLevel(faust_level)
+
+
+def test_consumer_lag_of_a_partition_taken_away_is_forgotten() -> None:
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics("dedup", registry=registry)
+    first, second = TopicPartition("articles.extracted", 0), TopicPartition("articles.extracted", 1)
+    metrics.set_consumer_lag({first: 3, second: 5})
+    metrics.set_consumer_lag({first: 0})
+
+    def lag(partition: str) -> float | None:
+        labels = {"topic": "articles.extracted", "partition": partition}
+        return registry.get_sample_value("wirewatch_dedup_consumer_lag_messages", labels)
+
+    assert lag("0") == 0 and lag("1") is None

@@ -16,6 +16,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import CollectorRegistry
 
 from services.common.http import FetchResult, FetchSettings
+from services.common.shutdown import GracefulStop
 from services.poller import app
 from services.poller.app import Poller, PollerMetrics
 from services.poller.feedlist import FeedSpec
@@ -84,3 +85,39 @@ async def test_unacknowledged_entries_are_not_marked_seen_and_are_sent_again(
 
     again = await poller.poll_feed(feed)
     assert again.emitted == 0
+
+
+async def test_a_feed_that_trips_a_bug_every_poll_is_counted_as_failing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The failing-feed alert reads the consecutive-failures gauge: a bug must move it too."""
+    registry = CollectorRegistry()
+    settings = PollerSettings(feeds=Path("unused.yaml"), state_topic="state")
+    feed = FeedSpec(url="https://example.org/feed.xml", name="buggy")
+    poller = Poller(
+        [feed],
+        settings=settings,
+        fetch_settings=FetchSettings(),
+        producer=FlakyProducer(failures=0),
+        metrics=PollerMetrics(registry),
+    )
+    poller.states[feed.url] = FeedState(feed_key=feed.url, url=feed.url)
+    stop = GracefulStop()
+    polls = 0
+
+    async def broken_poll(_feed: FeedSpec) -> Any:
+        nonlocal polls
+        polls += 1
+        if polls == 3:
+            stop.request()
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(poller, "poll_feed", broken_poll)
+    monkeypatch.setattr(app, "failure_backoff", lambda *_, **__: 0.0)
+    await asyncio.wait_for(poller._feed_loop(feed, stop), timeout=10)
+
+    def sample(name: str, labels: dict[str, str]) -> float | None:
+        return registry.get_sample_value(f"wirewatch_poller_{name}", labels)
+
+    assert sample("feed_consecutive_failures", {"feed": "buggy"}) == 3
+    assert sample("polls_total", {"outcome": "unexpected_error"}) == 3
