@@ -59,6 +59,10 @@ def make_event_id(key: str, anchor: date) -> str:
     return hashlib.sha256(f"{key}|{anchor.isoformat()}".encode()).hexdigest()[:32]
 
 
+# What an Update did to its event (the ``kind`` label of the coder's events counter).
+UPDATE_KINDS = ("new", "update")
+
+
 @dataclass(frozen=True)
 class Update:
     """What merging one article's mention did: the event as it now stands, new or updated."""

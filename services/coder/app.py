@@ -30,7 +30,7 @@ import faust
 from prometheus_client import Counter, Histogram
 
 from services.coder import CODER_VERSION
-from services.coder.aggregate import ArticleRef, identity_key
+from services.coder.aggregate import UPDATE_KINDS, ArticleRef, identity_key
 from services.coder.coding import (
     ALL_ROOTS,
     Mention,
@@ -150,6 +150,11 @@ def create_app(
 ) -> CoderService:
     """Build the Faust app with its topics, table and agents; ``health`` starts with it."""
     service = CoderService(settings=settings, metrics=metrics)
+    # Every series exists from the start at 0: Prometheus's increase() cannot see the first
+    # step of a series born at 1, so after a restart the "no events" alert would read nothing.
+    for root in sorted(ALL_ROOTS):
+        for kind in UPDATE_KINDS:
+            EVENTS_EMITTED.labels(cameo_root=root, kind=kind)
     app = make_faust_app(
         settings.app_id,
         settings.kafka,

@@ -34,7 +34,7 @@ from services.common.kafka import (
     start_producer_patiently,
 )
 from services.common.metrics import HealthServer, ServiceMetrics
-from services.dedup.engine import Deduplicator
+from services.dedup.engine import OUTCOMES, Deduplicator
 from services.dedup.records import (
     article_in,
     restore_record,
@@ -60,6 +60,8 @@ class DedupMetrics(ServiceMetrics):
         self.articles = Counter(
             "wirewatch_dedup_articles_total", "Articles by decision", ["outcome"]
         )
+        for outcome in OUTCOMES:  # at 0 from the start, so increase() sees the first decisions
+            self.articles.labels(outcome=outcome)
         self.candidates = Histogram(
             "wirewatch_dedup_candidates",
             "Earlier articles compared with each article",

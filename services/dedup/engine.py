@@ -27,7 +27,8 @@ from services.dedup.similarity import (
 
 logger = logging.getLogger(__name__)
 
-Outcome = str  # "new_story" | "copy" | "rewrite"
+Outcome = str  # one of OUTCOMES
+OUTCOMES = ("new_story", "copy", "rewrite")
 
 # Below this share of common word 3-grams two articles tell different stories; the costlier
 # signals are not computed.
