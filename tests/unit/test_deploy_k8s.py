@@ -98,6 +98,8 @@ def test_each_service_has_a_deployment_and_a_scrapable_service(stage: str) -> No
     assert annotations["prometheus.io/port"] == str(port)
     assert annotations["prometheus.io/path"] == "/metrics"
     assert [p["port"] for p in service["spec"]["ports"]] == [port]
+    # Annotated pods as well would be scraped twice by the usual pod + endpoints discovery.
+    assert "prometheus.io/scrape" not in pod["metadata"].get("annotations", {})
 
 
 @pytest.mark.parametrize("stage", STAGES)
