@@ -205,11 +205,15 @@ def create_app(
 
     @app.timer(interval=LAG_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
-        await report_consumer_lag(app, metrics, {topics.deduplicated})
+        # The mentions topic too: a backed-up aggregate agent shows there.
+        await report_consumer_lag(
+            app, metrics, {topics.deduplicated, mentions_topic_name(settings)}
+        )
 
     @app.service
     class ProducerCloser(faust.Service):
         async def on_stop(self) -> None:
+            metrics.ready.set(0)
             await service.stop_producer()
             service.stop_pool()
             if health is not None:

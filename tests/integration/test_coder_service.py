@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -230,6 +231,20 @@ async def test_story_in_three_articles_grows_one_event_and_replay_keeps_event_id
             first_ids = set(await reader.until_idle(IDLE_SECONDS))
             (call,) = call_events(reader.latest)
             assert call["num_articles"] == 3
+            # Lag is reported on the input and on the internal mentions topic, and drains to 0.
+            lag = re.compile(r"wirewatch_coder_consumer_lag_messages\{([^}]*)\} (\S+)")
+            deadline = time.monotonic() + 30
+            while True:
+                found = {
+                    topic: float(value)
+                    for labels, value in lag.findall(scrape(port)[1])
+                    for topic in re.findall(r'topic="([^"]*)"', labels)
+                }
+                wanted = {unique_topic, "first-mentions"}
+                if wanted <= set(found) and not any(found[t] for t in wanted):
+                    break
+                assert time.monotonic() < deadline, found
+                await asyncio.sleep(1)
         dlq = make_consumer(kafka_settings, f"{unique_topic}.dlq", group_id=None)
         await dlq.start()
         try:
