@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import io
 import json
 import logging
 import time
@@ -209,14 +210,17 @@ def _feedparser_parse(
     make its XML parser raise other errors (a ValueError from a mangled namespaced tag), which
     escape. Then the body is read again with the lenient parser alone. feedparser has no option
     for that; its module flag is read on each call, and this runs synchronously.
+
+    The body goes in as a stream: given bytes, feedparser first tries them as a file name, so a
+    server answering "/etc/hostname" would have had that local file read and published.
     """
     try:
-        return feedparser.parse(body, response_headers=response_headers), None
+        return feedparser.parse(io.BytesIO(body), response_headers=response_headers), None
     except Exception as exc:  # noqa: BLE001 - any escape from the XML parser gets the fallback
         saved = feedparser_api._XML_AVAILABLE  # noqa: SLF001
         feedparser_api._XML_AVAILABLE = False  # noqa: SLF001
         try:
-            return feedparser.parse(body, response_headers=response_headers), exc
+            return feedparser.parse(io.BytesIO(body), response_headers=response_headers), exc
         finally:
             feedparser_api._XML_AVAILABLE = saved  # noqa: SLF001
 

@@ -8,6 +8,7 @@ from the subscription document, each document once, reaches the whole history of
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,8 @@ def links_from_feed(feed: Mapping[str, Any]) -> PagingLinks:
 
 def paging_links(body: bytes, *, url: str) -> PagingLinks:
     """The paging links of a feed body fetched from ``url`` (relative links resolved)."""
-    parsed = feedparser.parse(body, response_headers={"content-location": url})
+    # A stream, never bytes: feedparser opens bytes that name a file ("/etc/passwd") as a path.
+    parsed = feedparser.parse(io.BytesIO(body), response_headers={"content-location": url})
     return links_from_feed(parsed.feed)
 
 

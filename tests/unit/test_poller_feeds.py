@@ -13,6 +13,7 @@ from services.poller.feeds import (
     entry_message,
     parse_feed,
 )
+from services.replay.paging import paging_links
 
 GUARDIAN = "rss-parser/test/input/guardian.rss"
 
@@ -96,3 +97,19 @@ def test_gzip_bomb_beyond_the_cap_is_not_unpacked() -> None:
     assert gunzip_stray(bomb, limit=1_000_000) is None
     assert gunzip_stray(bomb, limit=3_000_000) == b"<" * 2_000_000
     assert gunzip_stray(b"\x1f\x8bnot really gzip") is None
+
+
+def test_a_body_naming_a_local_file_is_parsed_as_text_not_opened(tmp_path: Path) -> None:
+    """feedparser opens bytes that name a file; a hostile server must not get a file read."""
+    local = tmp_path / "local.atom"
+    local.write_text(
+        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom">'
+        "<title>local secrets</title>"
+        '<link rel="next" href="https://example.org/page2"/>'
+        '<entry><title>secret</title><link href="https://example.org/secret"/></entry></feed>'
+    )
+    assert parse_feed(local.read_bytes(), url="https://feeds.example/rss").title == "local secrets"
+    parsed = parse_feed(str(local).encode(), url="https://feeds.example/rss")
+    assert not parsed.entries and parsed.title != "local secrets"
+    assert paging_links(local.read_bytes(), url="https://feeds.example/rss").next_page
+    assert paging_links(str(local).encode(), url="https://feeds.example/rss").next_page is None
