@@ -127,6 +127,13 @@ class AddressPolicy:
             ip = ip.ipv4_mapped
         if any(ip in network for network in self.allowed):
             return None
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.is_site_local:
+                return "site-local"
+            # 6to4 and Teredo addresses carry an IPv4 address a relay would deliver to.
+            embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+            if embedded is not None and (why := self.refusal(str(embedded))) is not None:
+                return f"{why} (embedded in {ip})"
         if ip.is_loopback:
             return "loopback"
         if ip.is_link_local:

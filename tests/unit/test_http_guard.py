@@ -23,13 +23,18 @@ from services.common.http import AddressPolicy, HostPoliteness, retry_after_seco
         "::ffff:169.254.169.254",
         "224.0.0.1",
         "240.0.0.1",
+        "fec0::1",  # deprecated IPv6 site-local
+        "2002:a9fe:a9fe::1",  # 6to4 wrapping 169.254.169.254
+        "2002:7f00:1::",  # 6to4 wrapping 127.0.0.1
     ],
 )
 def test_internal_addresses_are_refused_without_an_allow_list(address: str) -> None:
     assert AddressPolicy().refusal(address) is not None
 
 
-@pytest.mark.parametrize("address", ["93.184.215.14", "2606:4700:4700::1111", "8.8.8.8"])
+@pytest.mark.parametrize(
+    "address", ["93.184.215.14", "2606:4700:4700::1111", "8.8.8.8", "2002:808:808::1"]
+)
 def test_public_addresses_are_allowed(address: str) -> None:
     assert AddressPolicy().refusal(address) is None
 
