@@ -103,6 +103,12 @@ class ConnectionFailedError(FetchError):
     reason = "connection_error"
 
 
+class HostDeferredError(FetchError):
+    """The host asked (Retry-After) not to be contacted for longer than the caller will wait."""
+
+    reason = "host_deferred"
+
+
 @dataclass(frozen=True)
 class AddressPolicy:
     """Public addresses are allowed; everything else only inside ``allowed`` networks."""
@@ -195,12 +201,20 @@ class HostPoliteness:
         self._next_start[host] = max(self._next_start.get(host, 0.0), time.monotonic() + seconds)
 
     @asynccontextmanager
-    async def slot(self, host: str) -> AsyncIterator[None]:
+    async def slot(self, host: str, *, max_wait: float | None = None) -> AsyncIterator[None]:
+        """Wait for this host's turn; ``max_wait`` bounds a wait for a deferred host (beyond it
+        :class:`HostDeferredError` is raised rather than sleeping, say, the week asked for)."""
         host_semaphore = self._hosts.setdefault(host, asyncio.Semaphore(self._per_host_concurrency))
         spacing = self._spacing_locks.setdefault(host, asyncio.Lock())
         async with host_semaphore:
             async with spacing:
                 wait = self._next_start.get(host, 0.0) - time.monotonic()
+                if max_wait is not None and wait > max_wait:
+                    raise HostDeferredError(
+                        f"{host} asked not to be contacted for another {wait:.0f}s "
+                        f"(Retry-After), more than the {max_wait:.0f}s this fetch waits",
+                        url=host,
+                    )
                 if wait > 0:
                     await asyncio.sleep(wait)
                 self._next_start[host] = time.monotonic() + self._min_interval
@@ -279,11 +293,13 @@ async def fetch(
     politeness: HostPoliteness | None = None,
     headers: Mapping[str, str] | None = None,
     method: Literal["GET", "HEAD"] = "GET",
+    max_host_wait: float | None = None,
 ) -> FetchResult:
     """GET ``url`` following redirects by hand so every hop is checked and counted.
 
     Non-2xx statuses are returned, not raised: callers decide what 304, 404 or 429 mean.
     Failures to fetch at all raise a :class:`FetchError` subclass with a ``reason``.
+    ``max_host_wait`` bounds the wait for a host deferred by an earlier Retry-After.
     """
     started = time.monotonic()
     redirects: list[tuple[int, str]] = []
@@ -292,9 +308,9 @@ async def fetch(
         host = check_url(current)
         try:
             result = await _fetch_once(
-                session, current, host, settings, politeness, headers, method
+                session, current, host, settings, politeness, headers, method, max_host_wait
             )
-        except BlockedAddressError:
+        except (BlockedAddressError, HostDeferredError):
             raise
         except aiohttp.ClientConnectorError as exc:
             blocked = _blocked_cause(exc)
@@ -338,6 +354,7 @@ async def _fetch_once(
     politeness: HostPoliteness | None,
     headers: Mapping[str, str] | None,
     method: str,
+    max_host_wait: float | None = None,
 ) -> tuple[int, CIMultiDictProxy[str], bytes]:
     async def request() -> tuple[int, CIMultiDictProxy[str], bytes]:
         async with session.request(
@@ -350,7 +367,7 @@ async def _fetch_once(
 
     if politeness is None:
         return await request()
-    async with politeness.slot(host):
+    async with politeness.slot(host, max_wait=max_host_wait):
         return await request()
 
 

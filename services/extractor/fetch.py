@@ -117,11 +117,19 @@ async def fetch_page_once(
     settings: FetchSettings,
     politeness: HostPoliteness | None,
     observe: Observer | None = None,
+    max_host_wait: float | None = None,
 ) -> AttemptResult:
-    """Fetch ``url`` once; ``observe(outcome, seconds, bytes)`` sees every attempt."""
+    """Fetch ``url`` once; ``observe(outcome, seconds, bytes)`` sees every attempt.
+
+    A host deferred (Retry-After) for longer than ``max_host_wait`` fails the attempt at once
+    (``host_deferred``, not retried): sleeping in its slot would hold up every later entry of
+    the partition, since articles are emitted in offset order.
+    """
     started = time.monotonic()
     try:
-        result = await fetch(session, url, settings=settings, politeness=politeness)
+        result = await fetch(
+            session, url, settings=settings, politeness=politeness, max_host_wait=max_host_wait
+        )
     except FetchError as exc:
         seconds = time.monotonic() - started
         if observe:
@@ -175,13 +183,24 @@ async def fetch_page(
     while True:
         attempt += 1
         outcome = await fetch_page_once(
-            session, url, settings=settings, politeness=politeness, observe=observe
+            session,
+            url,
+            settings=settings,
+            politeness=politeness,
+            observe=observe,
+            max_host_wait=retry.max_seconds,
         )
         if outcome.page is not None:
             return replace(outcome.page, attempts=attempt)
         failure = outcome.failure or DeadLetter("fetch_error", "no page and no reason")
-        if not outcome.transient or attempt >= retry.max_attempts:
-            return DeadLetter(failure.reason, failure.error, failure.details, attempts=attempt)
+        # A Retry-After longer than an entry may wait is answered now, not after a retry that
+        # would only find the host still deferred.
+        waits_too_long = (outcome.retry_after or 0.0) > retry.max_seconds
+        if not outcome.transient or attempt >= retry.max_attempts or waits_too_long:
+            details = dict(failure.details or {})
+            if outcome.retry_after is not None:
+                details["retry_after_seconds"] = outcome.retry_after
+            return DeadLetter(failure.reason, failure.error, details, attempts=attempt)
         delay = retry.delay(attempt, outcome.retry_after)
         logger.info(
             "retrying %s in %.1fs after %s (attempt %d of %d)",

@@ -10,16 +10,20 @@ import asyncio
 import gzip
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
+from multidict import CIMultiDict, CIMultiDictProxy
 from trafilatura.metadata import extract_metadata
 from trafilatura.utils import load_html
 
 from services.cli import build_parser
 from services.common import schemas
+from services.common.http import FetchResult, FetchSettings, HostPoliteness
 from services.common.kafka import DeadLetter
+from services.extractor import fetch as fetch_module
 from services.extractor.app import Lane
 from services.extractor.extract import (
     DATE_OPTIONS,
@@ -34,7 +38,13 @@ from services.extractor.extract import (
     page_language,
     page_metadata,
 )
-from services.extractor.fetch import RetryPolicy, classify_response, is_html
+from services.extractor.fetch import (
+    RetryPolicy,
+    classify_response,
+    fetch_page,
+    fetch_page_once,
+    is_html,
+)
 
 RUSSIAN = "c4a3637c6696f238"  # ru-RU page declared UTF-8
 PORTUGUESE = "23aaecd14171f96c"  # pt-BR page declared UTF-8
@@ -244,3 +254,50 @@ def test_feed_time_refines_the_page_date_only_when_they_name_the_same_day() -> N
     assert choose_published("2025-03-17", "2025-03-18T01:00:00Z") == "2025-03-17"
     assert choose_published(None, "2025-03-18T01:00:00Z") == "2025-03-18T01:00:00Z"
     assert choose_published("2025-03-17T10:00:00+01:00", None) == "2025-03-17T10:00:00+01:00"
+
+
+def polite() -> HostPoliteness:
+    return HostPoliteness(global_concurrency=4, per_host_concurrency=2, min_interval=0.0)
+
+
+async def test_a_host_deferred_longer_than_an_entry_waits_fails_at_once() -> None:
+    """Sleeping out a week's Retry-After in the host's slot would stall the partition."""
+    politeness = polite()
+    politeness.defer("news.example", 7 * 24 * 3600)
+    started = time.monotonic()
+    outcome = await fetch_page_once(
+        None,
+        "https://news.example/a",
+        settings=FetchSettings(),
+        politeness=politeness,
+        max_host_wait=30.0,
+    )
+    assert outcome.failure is not None and outcome.failure.reason == "host_deferred"
+    assert not outcome.transient
+    assert time.monotonic() - started < 5
+
+
+async def test_a_retry_after_beyond_the_retry_limit_is_dead_lettered_without_a_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def answer_429(_session: object, url: str, **_: object) -> FetchResult:
+        headers = CIMultiDictProxy(CIMultiDict({"Retry-After": "604800"}))
+        return FetchResult(url=url, status=429, headers=headers, body=b"")
+
+    slept: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(fetch_module, "fetch", answer_429)
+    letter = await fetch_page(
+        None,
+        "https://news.example/a",
+        settings=FetchSettings(),
+        politeness=polite(),
+        retry=RetryPolicy(max_attempts=3, max_seconds=30.0),
+        sleep=record_sleep,
+    )
+    assert isinstance(letter, DeadLetter)
+    assert (letter.reason, letter.attempts, slept) == ("http_status", 1, [])
+    assert letter.details is not None and letter.details["retry_after_seconds"] == 604800
