@@ -9,10 +9,22 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from services.common.redact import redact_text
+
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
 
+class TextFormatter(logging.Formatter):
+    """Readable lines for a terminal, URL credentials masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line; URL credentials anywhere in it (message, fields, traceback)
+    are masked, whoever logged them (our code, aiohttp's errors, the client libraries)."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(
@@ -27,7 +39,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value if isinstance(value, str | int | float | bool) else str(value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return redact_text(json.dumps(entry, ensure_ascii=False))
 
 
 def configure_logging(level: str = "INFO", *, json_lines: bool | None = None) -> None:
@@ -38,7 +50,7 @@ def configure_logging(level: str = "INFO", *, json_lines: bool | None = None) ->
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+            TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -40,6 +40,7 @@ from services.common.kafka import (
     make_producer,
 )
 from services.common.metrics import HealthServer, ServiceMetrics
+from services.common.redact import redact_url
 from services.common.shutdown import GracefulStop
 from services.common.topics import ensure_topics, pipeline_topics
 from services.poller.feedlist import FeedSpec, load_feed_list
@@ -365,7 +366,11 @@ class Poller:
         letter = DeadLetter(
             "entry_without_link",
             "feed entry has no usable http(s) link, so there is no article to fetch",
-            details={"feed": feed.name, "feed_url": feed_url, "entry_id": entry.entry_id},
+            details={
+                "feed": feed.name,
+                "feed_url": redact_url(feed_url),
+                "entry_id": entry.entry_id,
+            },
         )
         original = json.dumps(
             {

@@ -11,6 +11,7 @@ from defusedxml import ElementTree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.common.errors import ConfigurationError
+from services.common.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def load_feed_list(path: Path) -> list[FeedSpec]:
     names: set[str] = set()
     for number, item in enumerate(raw, start=1):
         item = dict(item)
-        item.setdefault("name", item.get("url"))
+        # The name is a metrics label and appears in logs: never the credentials of the URL.
+        item.setdefault("name", redact_url(str(item.get("url") or "")) or None)
         try:
             spec = FeedSpec.model_validate(item)
         except ValidationError as exc:
@@ -91,6 +93,6 @@ def _opml_feeds(text: str, path: Path) -> list[dict[str, Any]]:
     for outline in root.iter("outline"):
         url = outline.get("xmlUrl") or outline.get("xmlurl")
         if url:
-            name = outline.get("title") or outline.get("text") or url
+            name = outline.get("title") or outline.get("text") or redact_url(url)
             feeds.append({"url": url, "name": name})
     return feeds

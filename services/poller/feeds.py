@@ -23,6 +23,8 @@ import feedparser
 from courlan import normalize_url
 from feedparser import api as feedparser_api
 
+from services.common.redact import redact_url
+
 logger = logging.getLogger(__name__)
 
 FEED_ENTRY_SCHEMA = "feed_entry.v1"
@@ -255,7 +257,7 @@ def entry_message(
     return {
         "schema": FEED_ENTRY_SCHEMA,
         "entry_id": entry.entry_id,
-        "feed_url": feed_url,
+        "feed_url": redact_url(feed_url),
         "feed_title": feed_title,
         "url": entry.url,
         "link": entry.link,
