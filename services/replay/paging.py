@@ -15,6 +15,8 @@ from typing import Any
 
 import feedparser
 
+from services.poller.feeds import MAX_ENTITY_EXPANSION_BYTES, entity_expansion_bytes
+
 FOLLOWED_RELATIONS = ("prev-archive", "next")
 
 
@@ -50,6 +52,8 @@ def links_from_feed(feed: Mapping[str, Any]) -> PagingLinks:
 
 def paging_links(body: bytes, *, url: str) -> PagingLinks:
     """The paging links of a feed body fetched from ``url`` (relative links resolved)."""
+    if entity_expansion_bytes(body) > MAX_ENTITY_EXPANSION_BYTES:
+        return links_from_feed({})  # not parsed, as the poller does not parse it
     # A stream, never bytes: feedparser opens bytes that name a file ("/etc/passwd") as a path.
     parsed = feedparser.parse(io.BytesIO(body), response_headers={"content-location": url})
     return links_from_feed(parsed.feed)

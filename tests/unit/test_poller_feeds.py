@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from services.common import schemas
 from services.poller.feeds import (
@@ -16,6 +19,7 @@ from services.poller.feeds import (
 from services.replay.paging import paging_links
 
 GUARDIAN = "rss-parser/test/input/guardian.rss"
+FEED = "https://feeds.example/rss"
 
 
 def test_canonical_url_drops_tracking_parameters_and_fragment_but_keeps_real_query() -> None:
@@ -113,3 +117,46 @@ def test_a_body_naming_a_local_file_is_parsed_as_text_not_opened(tmp_path: Path)
     assert not parsed.entries and parsed.title != "local secrets"
     assert paging_links(local.read_bytes(), url="https://feeds.example/rss").next_page
     assert paging_links(str(local).encode(), url="https://feeds.example/rss").next_page is None
+
+
+def entity_feed(declarations: str, title: str) -> bytes:
+    return (
+        f'<?xml version="1.0"?><!DOCTYPE rss [{declarations}]><rss version="2.0"><channel>'
+        f"<title>{title}</title><item><title>one</title><link>https://example.org/1</link>"
+        "</item></channel></rss>"
+    ).encode()
+
+
+def test_entities_declared_in_the_doctype_still_work_in_moderation() -> None:
+    parsed = parse_feed(entity_feed('<!ENTITY site "Example News">', "&site; daily"), url=FEED)
+    assert parsed.title == "Example News daily" and len(parsed.entries) == 1
+
+
+def test_entities_that_would_expand_to_megabytes_are_not_parsed() -> None:
+    """A few KB of declarations referenced all over a body: gigabytes after expansion."""
+    many = "&big;" * 5_000
+    body = entity_feed(f'<!ENTITY big "{"x" * 1_000}">', many)
+    started = time.monotonic()
+    parsed = parse_feed(body, url=FEED)
+    assert time.monotonic() - started < 1
+    assert not parsed.entries and parsed.problem == "EntityExpansionLimit"
+    assert paging_links(body, url=FEED).next_page is None
+
+
+@pytest.mark.parametrize(
+    "declarations",
+    [
+        '<!ENTITY a "aaaaaaaaaa"><!ENTITY b "'
+        + "&a;" * 100
+        + '"><!ENTITY c "'
+        + "&b;" * 100
+        + '"><!ENTITY d "'
+        + "&c;" * 100
+        + '">',
+        '<!ENTITY a "&b;"><!ENTITY b "&a;">',
+    ],
+    ids=["nested", "cycle"],
+)
+def test_nested_or_cyclic_entities_count_as_what_they_expand_to(declarations: str) -> None:
+    parsed = parse_feed(entity_feed(declarations, "&d;&a;"), url=FEED)
+    assert parsed.problem == "EntityExpansionLimit"
