@@ -44,6 +44,19 @@ class FlakyProducer:
         return future
 
 
+def one_feed_poller(feed: FeedSpec, producer: Any, registry: CollectorRegistry) -> Poller:
+    """A poller of ``feed`` alone, with a fresh state, sending through ``producer``."""
+    poller = Poller(
+        [feed],
+        settings=PollerSettings(feeds=Path("unused.yaml"), state_topic="state"),
+        fetch_settings=FetchSettings(),
+        producer=producer,
+        metrics=PollerMetrics(registry),
+    )
+    poller.states[feed.url] = FeedState(feed_key=feed.url, url=feed.url)
+    return poller
+
+
 @pytest.fixture
 def guardian_fetch(eval_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     body = (eval_dir / "feeds" / GUARDIAN).read_bytes()
@@ -59,16 +72,8 @@ async def test_unacknowledged_entries_are_not_marked_seen_and_are_sent_again(
     guardian_fetch: None,
 ) -> None:
     producer = FlakyProducer(failures=1)
-    settings = PollerSettings(feeds=Path("unused.yaml"), state_topic="state")
     feed = FeedSpec(url="https://www.theguardian.com/us/rss", name="guardian")
-    poller = Poller(
-        [feed],
-        settings=settings,
-        fetch_settings=FetchSettings(),
-        producer=producer,
-        metrics=PollerMetrics(CollectorRegistry()),
-    )
-    poller.states[feed.url] = FeedState(feed_key=feed.url, url=feed.url)
+    poller = one_feed_poller(feed, producer, CollectorRegistry())
 
     failed = await poller.poll_feed(feed)
     assert failed.outcome == "kafka_error"
@@ -92,16 +97,8 @@ async def test_a_feed_that_trips_a_bug_every_poll_is_counted_as_failing(
 ) -> None:
     """The failing-feed alert reads the consecutive-failures gauge: a bug must move it too."""
     registry = CollectorRegistry()
-    settings = PollerSettings(feeds=Path("unused.yaml"), state_topic="state")
     feed = FeedSpec(url="https://example.org/feed.xml", name="buggy")
-    poller = Poller(
-        [feed],
-        settings=settings,
-        fetch_settings=FetchSettings(),
-        producer=FlakyProducer(failures=0),
-        metrics=PollerMetrics(registry),
-    )
-    poller.states[feed.url] = FeedState(feed_key=feed.url, url=feed.url)
+    poller = one_feed_poller(feed, FlakyProducer(failures=0), registry)
     stop = GracefulStop()
     polls = 0
 
