@@ -25,6 +25,10 @@ class WorkerDied(RuntimeError):
     """The worker process running a call died, and so did the one that retried it."""
 
 
+class WorkerTimedOut(RuntimeError):
+    """A call ran past its time limit; its worker was killed (with the pool's others)."""
+
+
 def worker_count(configured: int) -> int:
     """``configured`` workers, or one per CPU core when it is 0."""
     return configured if configured > 0 else (os.cpu_count() or 1)
@@ -60,13 +64,23 @@ class WorkerPool:
             initargs=self._initargs,
         )
 
-    async def run(self, call: Callable[[], T], *, what: str) -> T:
-        """``call()`` in a worker; raises ``WorkerDied`` if the worker dies twice."""
+    async def run(self, call: Callable[[], T], *, what: str, timeout: float | None = None) -> T:
+        """``call()`` in a worker; raises ``WorkerDied`` if the worker dies twice.
+
+        A call still running after ``timeout`` seconds raises ``WorkerTimedOut``: a worker stuck
+        in native code cannot be interrupted, so the pool's processes are killed and replaced
+        (calls of the other workers then get their retry on the fresh pool).
+        """
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             executor = self.executor
             try:
-                return await loop.run_in_executor(executor, call)
+                return await asyncio.wait_for(loop.run_in_executor(executor, call), timeout)
+            except TimeoutError:
+                logger.error("%s ran past %.0f s; replacing the worker processes", what, timeout)
+                if self.executor is executor:
+                    self.replace(kill=True)
+                raise WorkerTimedOut(f"{what} ran past {timeout:.0f} s") from None
             except BrokenProcessPool:
                 logger.error("a worker process died (attempt %d, %s)", attempt, what)
                 if self.executor is executor:
@@ -80,10 +94,16 @@ class WorkerPool:
             *(loop.run_in_executor(self.executor, call) for _ in range(self.workers))
         )
 
-    def replace(self) -> None:
+    def replace(self, *, kill: bool = False) -> None:
         broken = self.executor
         self.executor = self._new_executor()
-        broken.shutdown(wait=False, cancel_futures=True)
+        if kill:
+            # The executor has no public way to stop a busy worker; its process table does.
+            for process in list(broken._processes.values()):  # noqa: SLF001
+                process.kill()
+        # After a kill, calls still queued must fail as BrokenProcessPool (and be retried on
+        # the new pool), not be cancelled before the executor notices its workers are gone.
+        broken.shutdown(wait=False, cancel_futures=not kill)
 
     def shutdown(self, *, wait: bool = True) -> None:
         self.executor.shutdown(wait=wait, cancel_futures=True)

@@ -45,7 +45,7 @@ from services.common.metrics import HealthServer, ServiceMetrics
 from services.common.settings import ServiceSettings, TopicNames
 from services.common.shutdown import GracefulStop
 from services.common.topics import ensure_topics, pipeline_topics
-from services.common.workers import WorkerDied, WorkerPool, worker_count
+from services.common.workers import WorkerDied, WorkerPool, WorkerTimedOut, worker_count
 from services.extractor.extract import ExtractedPage, build_article, extract_page
 from services.extractor.fetch import FetchedPage, RetryPolicy, fetch_page
 
@@ -69,6 +69,9 @@ class ExtractorSettings(ServiceSettings):
     max_attempts: int = Field(default=3, ge=1, description="tries for timeouts, 5xx and 429")
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 30.0
+    extraction_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="a page still extracting after this is dead-lettered"
+    )
     commit_interval_seconds: float = 1.0
     drain_timeout_seconds: float = 30.0
     linger_ms: int = Field(default=20, ge=0, description="producer batching delay")
@@ -347,7 +350,13 @@ class Extractor:
             extract_page, page.body, url=page.url, content_type=page.content_type
         )
         try:
-            return await self.pool.run(call, what=f"extracting {page.url}")
+            return await self.pool.run(
+                call,
+                what=f"extracting {page.url}",
+                timeout=self.settings.extraction_timeout_seconds,
+            )
+        except WorkerTimedOut as exc:
+            return DeadLetter("extraction_timeout", str(exc), {"bytes": len(page.body)})
         except WorkerDied:
             return DeadLetter("extraction_failed", "the extraction worker process died twice")
         except Exception as exc:  # a page that crashes the parser must not stop the service
