@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from aiohttp.abc import ResolveResult
 from multidict import CIMultiDictProxy
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.errors import WirewatchError
@@ -50,14 +50,24 @@ class FetchSettings(BaseSettings):
         description="Comma-separated CIDRs reachable although not public (e.g. 127.0.0.1/32)",
     )
     user_agent: str = DEFAULT_USER_AGENT
-    connect_timeout_seconds: float = 5.0
-    read_timeout_seconds: float = 15.0
-    total_timeout_seconds: float = 30.0
-    max_bytes: int = 5 * 1024 * 1024
-    max_redirects: int = 5
-    global_concurrency: int = 64
-    per_host_concurrency: int = 2
-    min_host_interval_seconds: float = 1.0
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    read_timeout_seconds: float = Field(default=15.0, gt=0)
+    total_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(default=5, ge=0)
+    global_concurrency: int = Field(default=64, ge=1)
+    per_host_concurrency: int = Field(default=2, ge=1)
+    min_host_interval_seconds: float = Field(default=1.0, ge=0)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        """A bad CIDR is a configuration error at start-up, not a traceback at the first fetch."""
+        try:
+            AddressPolicy.from_text(value)
+        except WirewatchError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
 
     def policy(self) -> AddressPolicy:
         return AddressPolicy.from_text(self.allowed_networks)
@@ -321,6 +331,9 @@ async def fetch(
             raise FetchTimeoutError(
                 f"timed out after {time.monotonic() - started:.1f}s", url=current
             ) from exc
+        except aiohttp.InvalidURL as exc:
+            # Not worth a retry: the address itself is unusable (e.g. "http://127.1/").
+            raise UnsupportedURLError(f"invalid URL: {exc}", url=current) from exc
         except (aiohttp.ClientError, OSError) as exc:
             blocked = _blocked_cause(exc)
             if blocked is not None:

@@ -41,11 +41,12 @@ def run_poller(args: argparse.Namespace) -> int:
     overrides = {"feeds": args.feeds} if args.feeds is not None else {}
     try:
         settings = PollerSettings(**overrides)
+        fetch_settings = FetchSettings()
     except ValidationError as exc:
         print(f"wirewatch poller: bad configuration: {exc}", file=sys.stderr)
         return 2
     configure_logging(args.log_level or settings.log_level)
-    return asyncio.run(run_service(settings, FetchSettings()))
+    return asyncio.run(run_service(settings, fetch_settings))
 
 
 def run_parse_feed(args: argparse.Namespace) -> int:

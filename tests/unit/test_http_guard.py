@@ -1,9 +1,18 @@
 import asyncio
 import time
 
+import aiohttp
 import pytest
+from pydantic import ValidationError
 
-from services.common.http import AddressPolicy, HostPoliteness, retry_after_seconds
+from services.common.http import (
+    AddressPolicy,
+    FetchSettings,
+    HostPoliteness,
+    UnsupportedURLError,
+    fetch,
+    retry_after_seconds,
+)
 
 
 @pytest.mark.parametrize(
@@ -86,3 +95,24 @@ async def test_deferred_host_waits_for_retry_after() -> None:
 def test_retry_after_ignores_non_ascii_digits_and_caps_huge_values() -> None:
     assert retry_after_seconds("²") is None
     assert retry_after_seconds("9" * 400) == 7 * 24 * 3600
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"max_bytes": 0},
+        {"max_redirects": -1},
+        {"total_timeout_seconds": 0},
+        {"per_host_concurrency": 0},
+        {"allowed_networks": "10.0.0.0/33"},
+    ],
+)
+def test_unusable_fetch_settings_are_refused_when_read(setting: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match=next(iter(setting))):
+        FetchSettings(**setting)  # type: ignore[arg-type]
+
+
+async def test_an_unusable_address_is_not_retried_as_a_connection_error() -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(UnsupportedURLError, match="invalid URL"):
+            await fetch(session, "http://127.1/", settings=FetchSettings())
