@@ -413,14 +413,9 @@ class Bench:
         return self.coder_done - coder_done_before >= len(entries) - dead
 
     async def wait_until(
-        self,
-        name: str,
-        entries: list[PlannedEntry],
-        deadline: float,
-        out: Callable[..., bool],
-        *args: Any,
+        self, name: str, entries: list[PlannedEntry], deadline: float, out: Callable[[], bool]
     ) -> None:
-        while not out(entries, *args):
+        while not out():
             if time.monotonic() > deadline:
                 missing = sum(1 for e in entries if e.index not in self.tracker.done)
                 raise SystemExit(f"{name}: {missing} of {len(entries)} entries never came out")
@@ -446,13 +441,16 @@ class Bench:
         await self.release(entries)
         deadline = time.monotonic() + PHASE_TIMEOUT + (releases[-1] - started)
 
-        if quiet:
-            await self.wait_until(name, entries, deadline, self.coded_since, coder_done_before)
-        else:
-            await self.wait_until(name, entries, deadline, self.finished)
+        def all_out() -> bool:
+            return self.finished(entries)
+
+        def coded() -> bool:
+            return self.coded_since(entries, coder_done_before)
+
+        await self.wait_until(name, entries, deadline, coded if quiet else all_out)
         ended, cpu_after = time.time(), self.cpu_by_part()
         self.quiet(False)
-        await self.wait_until(name, entries, deadline, self.finished)
+        await self.wait_until(name, entries, deadline, all_out)
         first, last = entries[0].release_at, entries[-1].release_at
         indexes = {e.index for e in entries}
         result = PhaseResult(

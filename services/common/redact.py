@@ -8,7 +8,6 @@ for other consumers get the URL with them masked.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "REDACTED"
 # Query parameters that carry credentials by the names APIs commonly give them.
@@ -19,26 +18,7 @@ SECRET_PARAMETER = re.compile(
 )
 # A URL's userinfo, and a secret query parameter, inside free text (log lines, errors).
 _USERINFO_IN_TEXT = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@?#\"']+@")
-_PARAMETER_IN_TEXT = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&\s\"'#]+)=(?P<value>[^&\s\"'#]*)")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its userinfo and with secret-looking query values masked."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return redact_text(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{MASK}@{netloc.rsplit('@', 1)[1]}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(SECRET_PARAMETER.match(name) for name, _ in pairs):
-            query = urlencode(
-                [(name, MASK if SECRET_PARAMETER.match(name) else value) for name, value in pairs]
-            )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+_PARAMETER_IN_TEXT = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&\s\"'#]+)=[^&\s\"'#]*")
 
 
 def redact_text(text: str) -> str:
@@ -51,3 +31,8 @@ def redact_text(text: str) -> str:
         return match.group(0)
 
     return _PARAMETER_IN_TEXT.sub(parameter, text)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its userinfo and with secret-looking query values masked."""
+    return redact_text(url)

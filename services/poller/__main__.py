@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
+import argparse
 import sys
 
-from pydantic import ValidationError
-
-from services.common.http import FetchSettings
-from services.common.logging import configure_logging
-from services.poller.app import run_service
-from services.poller.settings import PollerSettings
+from services.poller.cli import run_poller
 
 
 def main() -> int:
-    try:
-        settings = PollerSettings()
-        fetch_settings = FetchSettings()
-    except ValidationError as exc:
-        print(f"poller: bad configuration: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    configure_logging(settings.log_level)
-    return asyncio.run(run_service(settings, fetch_settings))
+    """Configured from the environment alone, as ``wirewatch poller`` without options."""
+    return run_poller(argparse.Namespace(feeds=None, log_level=None))
 
 
 if __name__ == "__main__":
