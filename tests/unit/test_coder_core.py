@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import spacy
+from threadpoolctl import threadpool_info
 
 from services.coder.aggregate import ArticleRef, merge_mention
 from services.coder.app import decode_mention
@@ -306,10 +307,15 @@ def test_the_remembered_pipeline_gives_every_token_what_spacys_own_pipeline_give
         "He said that Russia had rejected the ceasefire that Ukraine accepted on Tuesday.",
         "The ministers were meeting in Jeddah; the talks went well, officials said.",
     ]
+    # Whole articles too: the pipeline multiplies with numpy, spaCy's own with blis.
+    texts += [article["text"] for article in seed_articles()]
 
-    def attributes(nlp: Any) -> list[list[tuple[str, ...]]]:
+    def attributes(nlp: Any) -> list[list[tuple[Any, ...]]]:
         return [
-            [(t.tag_, t.pos_, str(t.morph), t.lemma_, t.dep_, t.ent_type_) for t in doc]
+            [
+                (t.tag_, t.pos_, str(t.morph), t.lemma_, t.dep_, t.head.i, t.ent_type_, t.ent_iob_)
+                for t in doc
+            ]
             for doc in nlp.pipe(texts)
         ]
 
@@ -318,3 +324,13 @@ def test_the_remembered_pipeline_gives_every_token_what_spacys_own_pipeline_give
     ruler = remembered.get_pipe("attribute_ruler")
     assert isinstance(ruler, MemoAttributeRuler)
     assert ruler.memo, "the one-token rules' answers are remembered"
+
+
+def test_the_pipeline_multiplies_with_numpy_on_one_blas_thread() -> None:
+    nlp = load_pipeline()
+    models = [getattr(component, "model", None) for _, component in nlp.pipeline]
+    layers = [layer for model in models if model is not None for layer in model.walk()]
+    assert {"tok2vec", "tagger", "parser", "ner"} <= set(nlp.component_names)
+    assert layers and all(not getattr(layer.ops, "use_blis", True) for layer in layers)
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)
