@@ -86,7 +86,7 @@ class Coder:
         self.actors.compile(nlp.make_doc)
         self.scope_roots = self.lexicon.scope_roots if scope_roots is None else scope_roots
         self.splitter = spacy.blank("en", vocab=nlp.vocab)
-        self.splitter.add_pipe("sentencizer")
+        self.sentencizer = self.splitter.add_pipe("sentencizer")
         self.entity_recogniser_name = "ner"
         self.entity_recogniser = nlp.get_pipe(self.entity_recogniser_name)
 
@@ -97,12 +97,13 @@ class Coder:
             paragraph = paragraph.strip(" -•\t")
             if len(paragraph) < 12 or not self.actors.may_name_an_actor(paragraph):
                 continue
-            doc = self.splitter(paragraph)
+            doc = self.splitter.make_doc(paragraph)
             matches = DocActors(doc, self.actors, on=published)
-            for sent in doc.sents:
+            if not matches.matches:  # most paragraphs: no sentence to split out
+                continue
+            for sent in self.sentencizer(doc).sents:
                 count = matches.count_in(sent)
-                pronoun = any(t.lower_ in _PRONOUNS for t in sent)
-                if count >= 2 or (count == 1 and pronoun):
+                if count >= 2 or (count == 1 and any(t.lower_ in _PRONOUNS for t in sent)):
                     found.append(sent.text)
         return found
 
