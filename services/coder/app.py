@@ -3,7 +3,8 @@
 Two agents, because the aggregation key is only known after coding:
 
 1. ``code`` reads ``dedup_result.v1`` messages (the article is embedded), codes the article
-   (spaCy, in a pool of worker processes, one article per worker at a time) and sends each
+   (spaCy, in a pool of worker processes, each taking the waiting articles up to a batch at a
+   time, see ``batches.py``) and sends each
    mention to ``<app_id>-mentions`` keyed by the event's identity key (actors and action
    family). Invalid messages go to ``articles.deduplicated.dlq`` with the reason.
 2. ``aggregate`` reads mentions, co-partitioned with the ``<app_id>-events`` table (events by
@@ -31,6 +32,7 @@ from prometheus_client import Counter, Histogram
 
 from services.coder import CODER_VERSION
 from services.coder.aggregate import UPDATE_KINDS, ArticleRef, identity_key
+from services.coder.batches import Batches
 from services.coder.coding import (
     ALL_ROOTS,
     Mention,
@@ -43,7 +45,7 @@ from services.coder.core import (
     ArticleInputError,
     EventStore,
     article_from_mapping,
-    article_mentions,
+    articles_mentions,
 )
 from services.coder.settings import CoderSettings
 from services.common import schemas
@@ -88,6 +90,7 @@ class CoderService:
     metrics: ServiceMetrics
     app: faust.App = field(init=False)
     pool: WorkerPool | None = None
+    batches: Batches[ArticleInput, list[Mention]] | None = None
     producer: ValidatingProducer | None = None
     dead_letters: DeadLetterSender | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -126,7 +129,28 @@ class CoderService:
             )
         return self.pool
 
-    def stop_pool(self) -> None:
+    def coding_batches(self) -> Batches[ArticleInput, list[Mention]]:
+        """Articles waiting for a coding process; a free process takes up to a batch of them."""
+        if self.batches is None:
+            pool, scope_roots = self.coding_pool(), self.scope_roots
+
+            async def code_batch(articles: list[ArticleInput]) -> list[list[Mention]]:
+                what = f"coding {articles[0].article_id}" + (
+                    f" and {len(articles) - 1} more" if len(articles) > 1 else ""
+                )
+                return await pool.run(
+                    functools.partial(code_batch_in_worker, articles, scope_roots), what=what
+                )
+
+            self.batches = Batches(
+                code_batch, lanes=pool.workers, batch_size=self.settings.batch_size
+            )
+        return self.batches
+
+    async def stop_coding(self) -> None:
+        if self.batches is not None:
+            await self.batches.stop()
+            self.batches = None
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
@@ -137,8 +161,10 @@ def load_worker_coder(scope_roots: frozenset[str] | None) -> None:
     default_coder(scope_roots)
 
 
-def code_in_worker(article: ArticleInput, scope_roots: frozenset[str] | None) -> list[Mention]:
-    return article_mentions(default_coder(scope_roots), article)
+def code_batch_in_worker(
+    articles: list[ArticleInput], scope_roots: frozenset[str] | None
+) -> list[list[Mention]]:
+    return articles_mentions(default_coder(scope_roots), articles)
 
 
 def mentions_topic_name(settings: CoderSettings) -> str:
@@ -174,9 +200,9 @@ def create_app(
     )
     table = app.Table(f"{settings.app_id}-events", default=None, partitions=settings.partitions)
 
-    # One actor per worker process keeps every worker busy; the consumer commits an offset only
-    # when every article before it is done (Faust tracks the gaps).
-    @app.agent(articles_topic, concurrency=service.coding_pool().workers)
+    # Enough actors to fill a batch for every worker process; the consumer commits an offset
+    # only when every article before it is done (Faust tracks the gaps).
+    @app.agent(articles_topic, concurrency=service.coding_pool().workers * settings.batch_size)
     async def code(stream: Any) -> None:
         async for event in stream.events():
             await _code_one(service, event, mentions_topic)
@@ -215,7 +241,7 @@ def create_app(
         async def on_stop(self) -> None:
             metrics.ready.set(0)
             await service.stop_producer()
-            service.stop_pool()
+            await service.stop_coding()
             if health is not None:
                 await health.stop()
 
@@ -262,10 +288,7 @@ async def _code_one(service: CoderService, event: Any, mentions_topic: Any) -> N
         return
     started = time.perf_counter()
     try:
-        mentions = await service.coding_pool().run(
-            functools.partial(code_in_worker, article, service.scope_roots),
-            what=f"coding {article.article_id}",
-        )
+        mentions = await service.coding_batches().submit(article)
     except WorkerDied as exc:
         await _send_dead_letter(service, event, DeadLetter("coding_failed", str(exc)))
         return

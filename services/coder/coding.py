@@ -7,8 +7,9 @@ article costs about 300 ms on one core, its candidate sentences a fraction of th
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -108,24 +109,39 @@ class Coder:
         return found
 
     def code_text(self, text: str, published: date) -> list[Mention]:
-        """Every in-scope mention in ``text`` (title and body), in reading order.
+        """Every in-scope mention in ``text`` (title and body), in reading order."""
+        return self.code_texts([(text, published)])[0]
+
+    def code_texts(self, texts: Sequence[tuple[str, date]]) -> list[list[Mention]]:
+        """``code_text`` of several texts, whose candidate sentences are parsed in one batch.
+
+        spaCy's cost per batch has a large fixed part (each layer of the network is called
+        once per batch, however few its rows): four articles parsed together cost about a
+        tenth less than one by one, with the same parses.
 
         Named entities only place and date an event, and the entity recogniser is a model of
         its own (about a third of the parsing time), so it runs on a sentence only once the
         sentence turned out to report an event; the sentence is then coded again with them.
         """
-        sentences = self.candidate_sentences(text, published)
-        mentions: list[Mention] = []
-        last_actor: Actor | None = None
-        for doc in self.nlp.pipe(sentences, disable=[self.entity_recogniser_name]):
-            found, next_actor = self._code_doc(doc, published, last_actor)
-            if found:
-                found, next_actor = self._code_doc(
-                    self.entity_recogniser(doc), published, last_actor
-                )
-            mentions.extend(found)
-            last_actor = next_actor
-        return mentions
+        candidates = [self.candidate_sentences(text, published) for text, published in texts]
+        docs = self.nlp.pipe(
+            [sentence for sentences in candidates for sentence in sentences],
+            disable=[self.entity_recogniser_name],
+        )
+        coded: list[list[Mention]] = []
+        for (_, published), sentences in zip(texts, candidates, strict=True):
+            mentions: list[Mention] = []
+            last_actor: Actor | None = None
+            for doc in itertools.islice(docs, len(sentences)):
+                found, next_actor = self._code_doc(doc, published, last_actor)
+                if found:
+                    found, next_actor = self._code_doc(
+                        self.entity_recogniser(doc), published, last_actor
+                    )
+                mentions.extend(found)
+                last_actor = next_actor
+            coded.append(mentions)
+        return coded
 
     def _code_doc(
         self, doc: Doc, published: date, last_actor: Actor | None

@@ -8,7 +8,7 @@ time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -77,10 +77,19 @@ def article_from_mapping(raw: Mapping[str, Any], *, story_id: str | None = None)
 
 def article_mentions(coder: Coder, article: ArticleInput) -> list[Mention]:
     """The article's mentions, one per event identity, strongest first."""
-    published = article.published or datetime.now(UTC).date()
-    text = f"{article.title}\n{article.text}" if article.title else article.text
-    mentions = coder.code_text(text, published)
-    return sorted(best_mentions(mentions), key=lambda m: -m.confidence)
+    return articles_mentions(coder, [article])[0]
+
+
+def articles_mentions(coder: Coder, articles: Sequence[ArticleInput]) -> list[list[Mention]]:
+    """``article_mentions`` of each article, their sentences parsed together."""
+    today = datetime.now(UTC).date()
+    texts = [
+        (f"{a.title}\n{a.text}" if a.title else a.text, a.published or today) for a in articles
+    ]
+    return [
+        sorted(best_mentions(mentions), key=lambda m: -m.confidence)
+        for mentions in coder.code_texts(texts)
+    ]
 
 
 class EventStore:

@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -22,5 +23,8 @@ class CoderSettings(ServiceSettings):
     data_dir: Path = Path(tempfile.gettempdir()) / "wirewatch-coder"
     # "diplomatic": the CAMEO roots in data/verbs.yaml scope_roots; "all": every root coded.
     scope: Literal["diplomatic", "all"] = "diplomatic"
-    # Coding processes (spaCy), each coding one article at a time; 0 = one per CPU core.
+    # Coding processes (spaCy); 0 = one per CPU core.
     workers: int = 0
+    # Articles a coding process takes at once when they are waiting (parsed together, which
+    # costs less per article); it never waits for more to arrive.
+    batch_size: int = Field(default=8, ge=1, le=64)

@@ -276,6 +276,17 @@ def test_sentences_with_and_without_their_entities_code_alike() -> None:
         assert whole
 
 
+def test_texts_coded_together_code_as_they_do_one_by_one() -> None:
+    coder = default_coder()
+    texts = [(article["text"], MONDAY) for article in seed_articles()]
+    texts.insert(2, ("Nothing here names anyone.", MONDAY))  # no candidate sentence at all
+    texts.append((texts[0][0], date(2025, 3, 20)))  # dates resolve against each text's own day
+    alone = [coder.code_text(text, published) for text, published in texts]
+    assert coder.code_texts(texts) == alone
+    assert alone[2] == [] and all(alone[i] for i in (0, 1, 3, 4, 5))
+    assert alone[-1] != alone[0]
+
+
 def test_remembered_lemmas_are_the_lemmatizers_own_and_the_memo_is_bounded() -> None:
     nlp = load_pipeline()
     # remember_rule_components replaced the lemmatizer's lemmatize with a MemoLemmatize.
