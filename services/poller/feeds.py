@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 import feedparser
 from courlan import normalize_url
@@ -98,7 +98,13 @@ def canonicalize_url(link: str | None, *, base: str | None = None) -> str | None
         without_fragment = urldefrag(normalized).url
     except (ValueError, AttributeError):
         return None
-    if not without_fragment.startswith(("http://", "https://")):
+    try:
+        parts = urlsplit(without_fragment)
+        host = parts.hostname
+    except ValueError:
+        return None
+    # courlan turns a link with no host ("http:x") into "http:///x"
+    if parts.scheme not in ("http", "https") or not host:
         return None
     return str(without_fragment)
 

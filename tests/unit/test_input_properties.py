@@ -96,6 +96,8 @@ def test_feed_items_with_arbitrary_field_text_parse(
 @example("https://EXAMPLE.org:443/a/b?utm_source=x&id=3#frag", None)
 @example("/relative/path?x=1", "https://example.org/feed/")
 @example("javascript:alert(1)", None)
+@example("HTTP:", None)  # courlan makes "http://" of it: a URL without a host
+@example("http:x", None)
 def test_canonical_url_is_none_or_an_absolute_http_url_without_fragment(
     link: str, base: str | None
 ) -> None:
