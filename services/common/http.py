@@ -52,6 +52,7 @@ class FetchSettings(BaseSettings):
     user_agent: str = DEFAULT_USER_AGENT
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     read_timeout_seconds: float = Field(default=15.0, gt=0)
+    # One fetch, all its redirect hops together, on the network (a politeness wait excluded).
     total_timeout_seconds: float = Field(default=30.0, gt=0)
     max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     max_redirects: int = Field(default=5, ge=0)
@@ -314,11 +315,22 @@ async def fetch(
     started = time.monotonic()
     redirects: list[tuple[int, str]] = []
     current = url
+    # A redirect chain of slow hops must not take hops x the time limit; time spent waiting
+    # for a host's turn is not the fetch's fault, and is not counted.
+    network = Stopwatch(limit=settings.total_timeout_seconds)
     while True:
         host = check_url(current)
         try:
             result = await _fetch_once(
-                session, current, host, settings, politeness, headers, method, max_host_wait
+                session,
+                current,
+                host,
+                politeness,
+                headers,
+                method,
+                max_host_wait,
+                max_bytes=settings.max_bytes,
+                network=network,
             )
         except (BlockedAddressError, HostDeferredError):
             raise
@@ -329,7 +341,9 @@ async def fetch(
             raise ConnectionFailedError(f"cannot connect: {exc}", url=current) from exc
         except TimeoutError as exc:
             raise FetchTimeoutError(
-                f"timed out after {time.monotonic() - started:.1f}s", url=current
+                f"timed out after {network.spent:.1f}s on the network"
+                f" ({time.monotonic() - started:.1f}s in all, {len(redirects)} redirects)",
+                url=current,
             ) from exc
         except aiohttp.InvalidURL as exc:
             # Not worth a retry: the address itself is unusable (e.g. "http://127.1/").
@@ -359,23 +373,49 @@ async def fetch(
         )
 
 
+@dataclass
+class Stopwatch:
+    """Time on the network so far, against a limit for all of it."""
+
+    limit: float
+    spent: float = 0.0
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Count the block's time; raise ``TimeoutError`` when the limit runs out inside it."""
+        remaining = self.limit - self.spent
+        if remaining <= 0:
+            raise TimeoutError
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(remaining):
+                yield
+        finally:
+            self.spent += time.monotonic() - started
+
+
 async def _fetch_once(
     session: Any,
     url: str,
     host: str,
-    settings: FetchSettings,
     politeness: HostPoliteness | None,
     headers: Mapping[str, str] | None,
     method: str,
-    max_host_wait: float | None = None,
+    max_host_wait: float | None,
+    *,
+    max_bytes: int,
+    network: Stopwatch,
 ) -> tuple[int, CIMultiDictProxy[str], bytes]:
     async def request() -> tuple[int, CIMultiDictProxy[str], bytes]:
-        async with session.request(
-            method, url, headers=dict(headers or {}), allow_redirects=False
-        ) as response:
+        async with (
+            network.running(),
+            session.request(
+                method, url, headers=dict(headers or {}), allow_redirects=False
+            ) as response,
+        ):
             if response.status in REDIRECT_STATUSES or method == "HEAD":
                 return response.status, response.headers, b""
-            body = await read_capped(response, settings.max_bytes, url)
+            body = await read_capped(response, max_bytes, url)
             return response.status, response.headers, body
 
     if politeness is None:

@@ -11,6 +11,8 @@ from aiohttp import web
 from services.common.http import (
     BlockedAddressError,
     FetchSettings,
+    FetchTimeoutError,
+    HostPoliteness,
     TooLargeError,
     TooManyRedirectsError,
     fetch,
@@ -40,12 +42,21 @@ async def local_server() -> AsyncIterator[str]:
     async def moved(_: web.Request) -> web.Response:
         raise web.HTTPMovedPermanently("/page")
 
+    async def slow_hops(request: web.Request) -> web.Response:
+        """``hops`` redirects, each answered after ``delay`` seconds, then the page."""
+        await asyncio.sleep(float(request.query["delay"]))
+        hops = int(request.query["hops"])
+        if hops == 0:
+            return await page(request)
+        raise web.HTTPFound(f"/slow?hops={hops - 1}&delay={request.query['delay']}")
+
     app = web.Application()
     app.router.add_get("/page", page)
     app.router.add_get("/endless", endless)
     app.router.add_get("/redirect", redirect)
     app.router.add_get("/loop", loop)
     app.router.add_get("/moved", moved)
+    app.router.add_get("/slow", slow_hops)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -104,3 +115,32 @@ async def test_permanent_redirect_reports_the_new_location(local_server: str) ->
         result = await fetch(session, f"{local_server}/moved", settings=LOCAL)
     assert result.status == 200
     assert result.permanent_redirect_target == f"{local_server}/page"
+
+
+async def test_the_time_limit_covers_a_whole_redirect_chain(local_server: str) -> None:
+    """Four hops of 0.4 s each stay under a 1 s limit one by one, not together."""
+    settings = FetchSettings(allowed_networks="127.0.0.1/32", total_timeout_seconds=1.0)
+    async with make_session(settings) as session:
+        with pytest.raises(FetchTimeoutError, match="on the network") as caught:
+            await fetch(session, f"{local_server}/slow?hops=3&delay=0.4", settings=settings)
+        assert caught.value.reason == "timeout"
+        quick = await fetch(session, f"{local_server}/slow?hops=3&delay=0.1", settings=settings)
+        assert quick.status == 200 and len(quick.redirects) == 3
+
+
+async def test_waiting_for_a_hosts_turn_does_not_count_against_the_time_limit(
+    local_server: str,
+) -> None:
+    settings = FetchSettings(allowed_networks="127.0.0.1/32", total_timeout_seconds=1.0)
+    politeness = HostPoliteness(global_concurrency=4, per_host_concurrency=1, min_interval=0.4)
+    async with make_session(settings) as session:
+        started = asyncio.get_running_loop().time()
+        result = await fetch(
+            session,
+            f"{local_server}/slow?hops=3&delay=0.05",
+            settings=settings,
+            politeness=politeness,
+        )
+        waited = asyncio.get_running_loop().time() - started
+    assert result.status == 200 and len(result.redirects) == 3
+    assert waited > settings.total_timeout_seconds  # four starts 0.4 s apart
