@@ -27,4 +27,4 @@ class CoderSettings(ServiceSettings):
     workers: int = 0
     # Articles a coding process takes at once when they are waiting (parsed together, which
     # costs less per article); it never waits for more to arrive.
-    batch_size: int = Field(default=8, ge=1, le=64)
+    batch_size: int = Field(default=4, ge=1, le=64)
