@@ -7,6 +7,7 @@ real broker and HTTP server in tests/integration/test_poller_service.py.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from services.common.shutdown import GracefulStop
 from services.poller import app
 from services.poller.app import Poller, PollerMetrics
 from services.poller.feedlist import FeedSpec
+from services.poller.feeds import parse_feed
 from services.poller.settings import PollerSettings
 from services.poller.state import FeedState
 
@@ -118,3 +120,34 @@ async def test_a_feed_that_trips_a_bug_every_poll_is_counted_as_failing(
 
     assert sample("feed_consecutive_failures", {"feed": "buggy"}) == 3
     assert sample("polls_total", {"outcome": "unexpected_error"}) == 3
+
+
+async def test_parsing_a_feed_leaves_the_event_loop_free(
+    guardian_fetch: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large feed takes feedparser a good part of a second; other work goes on meanwhile."""
+    slow_parse_seconds = 0.5
+
+    def slow_parse(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(slow_parse_seconds)  # stands for feedparser's pure-Python work
+        return parse_feed(*args, **kwargs)
+
+    monkeypatch.setattr(app, "parse_feed", slow_parse)
+    feed = FeedSpec(url="https://www.theguardian.com/us/rss", name="guardian")
+    poller = one_feed_poller(feed, FlakyProducer(failures=0), CollectorRegistry())
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        result = await poller.poll_feed(feed)
+    finally:
+        ticker.cancel()
+        await poller.close()
+    assert (result.outcome, result.emitted) == ("200", 55)
+    assert ticks >= 20  # about 50 while the parse slept; none if it had run on the loop
