@@ -219,6 +219,7 @@ async def test_story_in_three_articles_grows_one_event_and_replay_keeps_event_id
             status, metrics = scrape(port)
             assert status == 200
             assert "wirewatch_coder_articles_coded_total 3.0" in metrics
+            assert "wirewatch_coder_coding_duration_seconds_count 3.0" in metrics
             assert 'wirewatch_coder_events_total{cameo_root="03",kind="update"} 2.0' in metrics
             assert "wirewatch_pipeline_end_to_end_latency_seconds_count" in metrics
             assert scrape(port, "/readyz")[0] == 200
