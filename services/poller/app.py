@@ -88,6 +88,13 @@ class PollerMetrics:
             buckets=POLL_BUCKETS,
             registry=registry,
         )
+        self.failing_since = Gauge(
+            "wirewatch_poller_feed_failing_since_timestamp_seconds",
+            "Unix time of the first failed poll in the feed's current run of failures"
+            " (absent while it works; kept across restarts)",
+            ["feed"],
+            registry=registry,
+        )
         self.last_success = Gauge(
             "wirewatch_poller_feed_last_success_timestamp_seconds",
             "Unix time of the feed's last successful poll (200 or 304)",
@@ -106,6 +113,16 @@ class PollerMetrics:
             ["feed"],
             registry=registry,
         )
+
+    def report_failures(self, feed: str, state: FeedState) -> None:
+        self.consecutive_failures.labels(feed).set(state.consecutive_failures)
+        if state.failing_since is not None:
+            self.failing_since.labels(feed).set(state.failing_since)
+        else:
+            try:
+                self.failing_since.remove(feed)
+            except KeyError:  # never failed since the process started
+                pass
 
 
 @dataclass(frozen=True)
@@ -168,9 +185,10 @@ class Poller:
                     feed.name,
                     self.states[feed.url].url,
                 )
-            self.metrics.consecutive_failures.labels(feed.name).set(
-                self.states[feed.url].consecutive_failures
-            )
+            state = self.states[feed.url]
+            if state.consecutive_failures and state.failing_since is None:
+                state.failing_since = self.clock()  # saved before this field existed
+            self.metrics.report_failures(feed.name, state)
 
     async def close(self) -> None:
         if self.session is not None:
@@ -214,7 +232,7 @@ class Poller:
             except Exception:
                 # A bug must not silently end this feed's polling: log it loudly, retry later.
                 logger.exception("feed %s: unexpected error while polling", feed.name)
-                state.consecutive_failures += 1
+                state.record_failure(self.clock())
                 backoff = failure_backoff(
                     state.consecutive_failures, bounds=self.bounds, rng=self.rng
                 )
@@ -222,7 +240,7 @@ class Poller:
                 # Counted like any failure, so a feed that trips a bug every poll still alerts.
                 self.metrics.polls.labels("unexpected_error").inc()
                 self.metrics.interval.labels(feed.name).set(backoff)
-                self.metrics.consecutive_failures.labels(feed.name).set(state.consecutive_failures)
+                self.metrics.report_failures(feed.name, state)
             else:
                 delay = result.delay
             if delay is None or await stop.wait(delay):
@@ -243,7 +261,7 @@ class Poller:
         self.metrics.polls.labels(result.outcome).inc()
         if result.delay is not None:
             self.metrics.interval.labels(feed.name).set(result.delay)
-        self.metrics.consecutive_failures.labels(feed.name).set(state.consecutive_failures)
+        self.metrics.report_failures(feed.name, state)
         return result
 
     async def _poll(self, feed: FeedSpec, state: FeedState) -> PollResult:
@@ -410,8 +428,7 @@ class Poller:
         parsed: ParsedFeed | None = None,
     ) -> PollResult:
         now = self.clock()
-        state.consecutive_failures = 0
-        state.last_success = now
+        state.record_success(now)
         state.last_outcome = outcome
         if parsed is not None:
             state.interval_seconds = publishing_interval(
@@ -433,7 +450,7 @@ class Poller:
     async def _failed(
         self, feed: FeedSpec, state: FeedState, outcome: str, *, retry_after: float | None = None
     ) -> PollResult:
-        state.consecutive_failures += 1
+        state.record_failure(self.clock())
         state.last_outcome = outcome
         delay = next_delay(
             failure_backoff(state.consecutive_failures, bounds=self.bounds, rng=self.rng),
@@ -455,7 +472,7 @@ class Poller:
 
     async def _gone(self, feed: FeedSpec, state: FeedState) -> PollResult:
         state.gone = True
-        state.consecutive_failures += 1
+        state.record_failure(self.clock())
         state.last_outcome = "410"
         logger.error(
             "feed %s (%s) answered 410 Gone: it will not be polled again; remove it from the list",

@@ -48,6 +48,9 @@ class FeedState:
     last_modified: str | None = None
     seen: list[str] = field(default_factory=list)
     consecutive_failures: int = 0
+    # When the current run of failed polls began (None while the feed works): saved, so that
+    # how long a feed has been failing survives restarts.
+    failing_since: float | None = None
     gone: bool = False
     last_success: float | None = None
     last_outcome: str | None = None
@@ -56,6 +59,16 @@ class FeedState:
 
     def __post_init__(self) -> None:
         self._seen_set = set(self.seen)
+
+    def record_failure(self, now: float) -> None:
+        self.consecutive_failures += 1
+        if self.failing_since is None:
+            self.failing_since = now
+
+    def record_success(self, now: float) -> None:
+        self.consecutive_failures = 0
+        self.failing_since = None
+        self.last_success = now
 
     def has_seen(self, entry_id: str) -> bool:
         return seen_key(entry_id) in self._seen_set

@@ -119,7 +119,62 @@ async def test_a_feed_that_trips_a_bug_every_poll_is_counted_as_failing(
         return registry.get_sample_value(f"wirewatch_poller_{name}", labels)
 
     assert sample("feed_consecutive_failures", {"feed": "buggy"}) == 3
+    assert sample("feed_failing_since_timestamp_seconds", {"feed": "buggy"}) is not None
     assert sample("polls_total", {"outcome": "unexpected_error"}) == 3
+
+
+async def test_how_long_a_feed_has_failed_is_kept_across_restarts_and_cleared_by_a_success(
+    eval_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failing-feed alert reads failing_since, which comes back from the saved state."""
+    body = (eval_dir / "feeds" / GUARDIAN).read_bytes()
+    statuses = [500, 500, 200]
+
+    async def fake_fetch(_session: Any, url: str, **_: Any) -> FetchResult:
+        headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/rss+xml"}))
+        return FetchResult(url=url, status=statuses.pop(0), headers=headers, body=body)
+
+    monkeypatch.setattr(app, "fetch", fake_fetch)
+    feed = FeedSpec(url="https://www.theguardian.com/us/rss", name="guardian")
+    registry = CollectorRegistry()
+    poller = one_feed_poller(feed, FlakyProducer(failures=0), registry)
+    now = [1_000.0]
+    poller.clock = lambda: now[0]
+
+    def failing_since() -> float | None:
+        return registry.get_sample_value(
+            "wirewatch_poller_feed_failing_since_timestamp_seconds", {"feed": "guardian"}
+        )
+
+    assert (await poller.poll_feed(feed)).outcome == "http_5xx"
+    now[0] = 2_000.0
+    await poller.poll_feed(feed)
+    assert failing_since() == 1_000.0  # the run began at the first failure
+
+    # A restarted poller reads the state back and reports the same moment.
+    saved = FeedState.from_json(poller.states[feed.url].to_json())
+    assert (saved.failing_since, saved.consecutive_failures) == (1_000.0, 2)
+    registry_after = CollectorRegistry()
+    restarted = one_feed_poller(feed, FlakyProducer(failures=0), registry_after)
+
+    async def load() -> dict[str, FeedState]:
+        return {feed.url: saved}
+
+    monkeypatch.setattr(restarted.store, "load", load)
+    await restarted.start()
+    try:
+        assert (
+            registry_after.get_sample_value(
+                "wirewatch_poller_feed_failing_since_timestamp_seconds", {"feed": "guardian"}
+            )
+            == 1_000.0
+        )
+    finally:
+        await restarted.close()
+
+    assert (await poller.poll_feed(feed)).outcome == "200"
+    assert failing_since() is None
+    assert poller.states[feed.url].failing_since is None
 
 
 async def test_parsing_a_feed_leaves_the_event_loop_free(
