@@ -594,7 +594,7 @@ async def run(
         ratio = statistics.median(r for _, r in rounds)
         print(
             f"maximum (median of {MAX_ROUNDS} rounds): {maximum:.2f} articles/s; ratio pipeline / "
-            f"bare loop (median of rounds): {ratio:.2f} (target >= {TARGET_RATIO})"
+            f"bare loop (median of rounds): {ratio:.3f} (target >= {TARGET_RATIO})"
         )
         if soak:
             return await run_soak(bench, cycle, maximum * 0.5)
@@ -624,7 +624,7 @@ async def run(
         p95 = percentile(results[0.5].event_latencies, 0.95)
         ok = ratio >= TARGET_RATIO and p95 < TARGET_P95_AT_HALF
         print(
-            f"targets: ratio {ratio:.2f} >= {TARGET_RATIO}: "
+            f"targets: ratio {ratio:.3f} >= {TARGET_RATIO}: "
             f"{'met' if ratio >= TARGET_RATIO else 'MISSED'}; p95 entry->event at 50% "
             f"{p95:.2f}s < {TARGET_P95_AT_HALF}s: {'met' if p95 < TARGET_P95_AT_HALF else 'MISSED'}"
         )
