@@ -19,7 +19,7 @@ from prometheus_client import (
 )
 
 if TYPE_CHECKING:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
 logger = logging.getLogger(__name__)
 
@@ -70,37 +70,6 @@ class ServiceMetrics:
         for tp, lag in lags.items():
             self.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
         self.lag_partitions = current
-
-
-async def update_consumer_lag(
-    consumer: AIOKafkaConsumer, metrics: ServiceMetrics
-) -> dict[TopicPartition, int]:
-    """Set ``consumer_lag_messages`` for every assigned partition: end offset minus committed.
-
-    A partition the group never committed counts from its first offset (the services start
-    from the earliest message). Call it every few seconds beside the consume loop; it asks the
-    broker for end offsets, so not once per message.
-    """
-    assigned = sorted(consumer.assignment())
-    lags: dict[TopicPartition, int] = {}
-    if assigned:
-        reported = await consumer.end_offsets(assigned)
-        # Tansu's ListOffsets answer can fall short of the end (see kafka.end_offsets); the
-        # high watermark of the consumer's latest fetch, when there was one, cannot.
-        ends = {tp: max(reported[tp], consumer.highwater(tp) or 0) for tp in assigned}
-        uncommitted = []
-        for tp in assigned:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                uncommitted.append(tp)
-            else:
-                lags[tp] = max(0, ends[tp] - committed)
-        if uncommitted:
-            begins = await consumer.beginning_offsets(uncommitted)
-            for tp in uncommitted:
-                lags[tp] = max(0, ends[tp] - begins[tp])
-    metrics.set_consumer_lag(lags)
-    return lags
 
 
 END_TO_END_LATENCY = Histogram(

@@ -6,11 +6,9 @@ changelog up to the end offsets, so with that answer a restarted worker lost its
 from __future__ import annotations
 
 from aiokafka import TopicPartition
-from prometheus_client import CollectorRegistry
 
 from services.common.broker import EmbeddedBroker
 from services.common.kafka import end_offsets, make_consumer, make_producer, probe_end_offsets
-from services.common.metrics import ServiceMetrics, update_consumer_lag
 from services.common.settings import KafkaSettings
 from services.common.topics import TopicSpec, ensure_topics
 
@@ -42,24 +40,5 @@ async def test_end_offsets_count_every_record_on_s3_storage(
         assert await end_offsets(consumer, partitions) == expected
         # The consumer is left unassigned, ready for whatever its owner does next.
         assert consumer.assignment() == set()
-    finally:
-        await consumer.stop()
-
-
-async def test_consumer_lag_counts_past_the_short_end_offset(faults_broker: EmbeddedBroker) -> None:
-    """The lag gauge takes the end from the consumer's latest fetch when ListOffsets says less."""
-    kafka = KafkaSettings(bootstrap_servers=faults_broker.bootstrap_servers)
-    topic = "lag-s3"
-    await produce_five_one_by_one(kafka, topic, partitions=1)
-    partition = TopicPartition(topic, 0)
-    metrics = ServiceMetrics("extractor", registry=CollectorRegistry())
-    consumer = make_consumer(kafka, group_id=f"lag-{topic}")
-    await consumer.start()
-    try:
-        consumer.assign([partition])
-        records = await consumer.getmany(partition, timeout_ms=5000, max_records=2)
-        assert [r.value for r in records[partition]] == [b"a", b"b"]
-        await consumer.commit({partition: 2})
-        assert await update_consumer_lag(consumer, metrics) == {partition: 3}
     finally:
         await consumer.stop()
