@@ -325,12 +325,12 @@ async def fetch(
                 session,
                 current,
                 host,
+                settings,
                 politeness,
                 headers,
                 method,
                 max_host_wait,
-                max_bytes=settings.max_bytes,
-                network=network,
+                network,
             )
         except (BlockedAddressError, HostDeferredError):
             raise
@@ -398,12 +398,11 @@ async def _fetch_once(
     session: Any,
     url: str,
     host: str,
+    settings: FetchSettings,
     politeness: HostPoliteness | None,
     headers: Mapping[str, str] | None,
     method: str,
     max_host_wait: float | None,
-    *,
-    max_bytes: int,
     network: Stopwatch,
 ) -> tuple[int, CIMultiDictProxy[str], bytes]:
     async def request() -> tuple[int, CIMultiDictProxy[str], bytes]:
@@ -415,7 +414,7 @@ async def _fetch_once(
         ):
             if response.status in REDIRECT_STATUSES or method == "HEAD":
                 return response.status, response.headers, b""
-            body = await read_capped(response, max_bytes, url)
+            body = await read_capped(response, settings.max_bytes, url)
             return response.status, response.headers, body
 
     if politeness is None:

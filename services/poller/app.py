@@ -9,6 +9,7 @@ compacted state topic. A crash can therefore re-emit an entry but never lose one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -119,10 +120,8 @@ class PollerMetrics:
         if state.failing_since is not None:
             self.failing_since.labels(feed).set(state.failing_since)
         else:
-            try:
+            with contextlib.suppress(KeyError):  # not failing since the process started
                 self.failing_since.remove(feed)
-            except KeyError:  # never failed since the process started
-                pass
 
 
 @dataclass(frozen=True)
@@ -236,14 +235,10 @@ class Poller:
                 backoff = failure_backoff(
                     state.consecutive_failures, bounds=self.bounds, rng=self.rng
                 )
-                delay: float | None = backoff
+                result = PollResult(feed.name, "unexpected_error", 0, 0, backoff)
                 # Counted like any failure, so a feed that trips a bug every poll still alerts.
-                self.metrics.polls.labels("unexpected_error").inc()
-                self.metrics.interval.labels(feed.name).set(backoff)
-                self.metrics.report_failures(feed.name, state)
-            else:
-                delay = result.delay
-            if delay is None or await stop.wait(delay):
+                self._report(feed, state, result)
+            if result.delay is None or await stop.wait(result.delay):
                 return
 
     async def poll_feed(self, feed: FeedSpec) -> PollResult:
@@ -258,11 +253,14 @@ class Poller:
             delay = failure_backoff(1, bounds=self.bounds, rng=self.rng)
             result = PollResult(feed.name, "kafka_error", 0, 0, delay)
         self.metrics.poll_duration.observe(time.perf_counter() - started)
+        self._report(feed, state, result)
+        return result
+
+    def _report(self, feed: FeedSpec, state: FeedState, result: PollResult) -> None:
         self.metrics.polls.labels(result.outcome).inc()
         if result.delay is not None:
             self.metrics.interval.labels(feed.name).set(result.delay)
         self.metrics.report_failures(feed.name, state)
-        return result
 
     async def _poll(self, feed: FeedSpec, state: FeedState) -> PollResult:
         headers = {

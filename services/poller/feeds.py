@@ -203,20 +203,6 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
     unpacked = gunzip_stray(body)
     if unpacked is not None:
         body = unpacked
-    expansion = entity_expansion_bytes(body)
-    if expansion > MAX_ENTITY_EXPANSION_BYTES:
-        return ParsedFeed(
-            title=None,
-            version="",
-            entries=(),
-            bozo_exception="EntityExpansionLimit",
-            bozo_message=(
-                f"the entities declared in the feed's DOCTYPE would expand to more than "
-                f"{MAX_ENTITY_EXPANSION_BYTES} bytes; not parsed"
-            ),
-            ttl_seconds=None,
-            gunzipped=unpacked is not None,
-        )
     response_headers: dict[str, str] | None = None
     if headers is not None:
         response_headers = {k.lower(): v for k, v in headers.items()}
@@ -225,7 +211,17 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
             url, response_headers.get("content-location", "")
         )
     try:
-        parsed, strict_failure = _feedparser_parse(body, response_headers)
+        parsed, strict_failure = feedparser_parse(body, response_headers)
+    except EntityExpansionLimit as exc:
+        return ParsedFeed(
+            title=None,
+            version="",
+            entries=(),
+            bozo_exception="EntityExpansionLimit",
+            bozo_message=str(exc),
+            ttl_seconds=None,
+            gunzipped=unpacked is not None,
+        )
     except Exception as exc:  # noqa: BLE001 - both of feedparser's parsers failed: say why
         return ParsedFeed(
             title=None,
@@ -261,11 +257,18 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
     )
 
 
-def _feedparser_parse(
+class EntityExpansionLimit(ValueError):
+    """The body's DOCTYPE entities would expand beyond ``MAX_ENTITY_EXPANSION_BYTES``."""
+
+
+def feedparser_parse(
     body: bytes, response_headers: dict[str, str] | None
 ) -> tuple[Any, Exception | None]:
     """feedparser's result, and the error of its XML parser when only the lenient one could read
-    the body.
+    the body; every caller of feedparser goes through here (the poller, replay's paging).
+
+    A body whose own entities would expand beyond ``MAX_ENTITY_EXPANSION_BYTES`` is not
+    parsed: :class:`EntityExpansionLimit`.
 
     feedparser falls back to its lenient parser on XML syntax errors, but some damaged bodies
     make its XML parser raise other errors (a ValueError from a mangled namespaced tag), which
@@ -275,6 +278,11 @@ def _feedparser_parse(
     The body goes in as a stream: given bytes, feedparser first tries them as a file name, so a
     server answering "/etc/hostname" would have had that local file read and published.
     """
+    if entity_expansion_bytes(body) > MAX_ENTITY_EXPANSION_BYTES:
+        raise EntityExpansionLimit(
+            f"the entities declared in the feed's DOCTYPE would expand to more than "
+            f"{MAX_ENTITY_EXPANSION_BYTES} bytes; not parsed"
+        )
     try:
         return feedparser.parse(io.BytesIO(body), response_headers=response_headers), None
     except Exception as exc:  # noqa: BLE001 - any escape from the XML parser gets the fallback

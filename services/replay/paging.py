@@ -8,14 +8,11 @@ from the subscription document, each document once, reaches the whole history of
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import feedparser
-
-from services.poller.feeds import MAX_ENTITY_EXPANSION_BYTES, entity_expansion_bytes
+from services.poller.feeds import EntityExpansionLimit, feedparser_parse
 
 FOLLOWED_RELATIONS = ("prev-archive", "next")
 
@@ -52,10 +49,10 @@ def links_from_feed(feed: Mapping[str, Any]) -> PagingLinks:
 
 def paging_links(body: bytes, *, url: str) -> PagingLinks:
     """The paging links of a feed body fetched from ``url`` (relative links resolved)."""
-    if entity_expansion_bytes(body) > MAX_ENTITY_EXPANSION_BYTES:
+    try:
+        parsed, _ = feedparser_parse(body, {"content-location": url})
+    except EntityExpansionLimit:
         return links_from_feed({})  # not parsed, as the poller does not parse it
-    # A stream, never bytes: feedparser opens bytes that name a file ("/etc/passwd") as a path.
-    parsed = feedparser.parse(io.BytesIO(body), response_headers={"content-location": url})
     return links_from_feed(parsed.feed)
 
 
