@@ -94,7 +94,9 @@ def canonicalize_url(link: str | None, *, base: str | None = None) -> str | None
     try:
         # urljoin and urldefrag raise on a malformed host such as "[" (an unclosed IPv6 literal)
         absolute = urljoin(base, link.strip()) if base else link.strip()
-        normalized = normalize_url(absolute)
+        # A SplitResult, not the string: given a string, courlan HTML-unescapes it, so a link's
+        # "&copy=2" (already unescaped by feedparser) would become "©=2".
+        normalized = normalize_url(urlsplit(absolute))
         without_fragment = urldefrag(normalized).url
     except (ValueError, AttributeError):
         return None

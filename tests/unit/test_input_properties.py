@@ -129,6 +129,16 @@ _PARAM = st.tuples(st.from_regex(r"\A[a-z]{1,6}\Z"), st.from_regex(r"\A[a-z0-9]{
     ),
     fragment=st.one_of(st.just(""), _SEGMENT),
 )
+# A parameter named like an HTML entity: courlan unescaped "&lt=0" to "<=0" once sorted after
+# another parameter, so the canonical URL changed when canonicalised again.
+@example(
+    scheme="http",
+    host="a.org",
+    segments=[],
+    params=[("lt", "0"), ("a", "0")],
+    trackers=[],
+    fragment="",
+)
 def test_tracking_parameters_and_fragment_never_change_the_canonical_url(
     scheme: str,
     host: str,
