@@ -25,6 +25,8 @@ from bench.dedup_quality import NEARDUP
 from services.dedup.engine import ArticleIn, Deduplicator, PairSignals
 from services.dedup.index import WindowEntry
 from services.dedup.similarity import (
+    QUOTE,
+    WORD,
     Fingerprint,
     content_words,
     extract_names,
@@ -94,6 +96,39 @@ def ordered_alignment(a: Fingerprint, b: Fingerprint, threshold: float = 0.4) ->
     return len(tails) / len(short.sentences)
 
 
+PASSAGE_WINDOW = 30  # words: about two sentences
+
+
+def ordered_grams(title: str, text: str) -> list[tuple[str, bool]]:
+    """The text's word 3-grams in order, each with whether it touches a quotation."""
+    body = normalize(f"{title}\n{text}" if title and title not in text else text)
+    quoted = [match.span() for match in QUOTE.finditer(body)]
+    tokens = [
+        (match.group(0).lower(), any(start <= match.start() < end for start, end in quoted))
+        for match in WORD.finditer(body)
+    ]
+    return [
+        (
+            " ".join(word for word, _ in tokens[i : i + 3]),
+            any(inside for _, inside in tokens[i : i + 3]),
+        )
+        for i in range(len(tokens) - 2)
+    ]
+
+
+def passage_reuse(a: list[tuple[str, bool]], b: list[tuple[str, bool]]) -> float:
+    """The densest run of PASSAGE_WINDOW 3-grams of one text's own reporting (outside
+    quotations) found anywhere in the other: a passage taken over (partial copies, rewrites
+    that keep a paragraph), which a share of the whole text dilutes."""
+    best = 0.0
+    for mine, theirs in ((a, b), (b, a)):
+        found = {gram for gram, _ in theirs}
+        hits = [not quoted and gram in found for gram, quoted in mine]
+        for start in range(max(1, len(hits) - PASSAGE_WINDOW + 1)):
+            best = max(best, sum(hits[start : start + PASSAGE_WINDOW]) / PASSAGE_WINDOW)
+    return best
+
+
 def jaccard5(a: str, b: str) -> float:
     def grams(text: str) -> set[str]:
         tokens = re.findall(r"\w+", text.lower())
@@ -127,6 +162,7 @@ def main() -> None:
         engine.decide(ArticleIn(row["id"], row.get("title") or "", row["text"]))
     prints = {i: fingerprint(r.get("title") or "", r["text"]) for i, r in rows.items()}
     said = {i: attributions(r.get("title") or "", r["text"]) for i, r in rows.items()}
+    reporting = {i: ordered_grams(r.get("title") or "", r["text"]) for i, r in rows.items()}
 
     def engine_signals(a: str, b: str) -> PairSignals:
         return engine.compare(prints[a], WindowEntry(b, 0.0, prints[b], b, b))
@@ -139,6 +175,7 @@ def main() -> None:
         "shared quotations": lambda a, b: engine_signals(a, b).quotes,
         "attributed statements (tried)": lambda a, b: shared_attributions(said[a], said[b]),
         "ordered sentence alignment (tried)": lambda a, b: ordered_alignment(prints[a], prints[b]),
+        "passage reuse (tried)": lambda a, b: passage_reuse(reporting[a], reporting[b]),
     }
     positives = sum(p["kind"].startswith("duplicate") for p in pairs)
     print(
