@@ -12,12 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from bench import evaldata
 from services.common.broker import EmbeddedBroker
 from services.common.settings import KafkaSettings
 
 EVAL_DIR = evaldata.eval_dir()
+
+# The property tests draw new inputs on every local run (they have found real bugs that way);
+# CI (`.ci/run` sets HYPOTHESIS_PROFILE=ci) draws the same ones every time, so whether a commit
+# lands depends on the commit and not on the luck of the draw.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # CPython 3.11 up to 3.11.7 (this machine's) keeps the AST constructor's recursion counter in
 # interpreter-wide state, so a parse that starts while another is being built fails with
