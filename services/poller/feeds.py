@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import feedparser
 from courlan import normalize_url
@@ -200,8 +200,25 @@ def entity_expansion_bytes(body: bytes) -> int:
     return min(total, unbounded)
 
 
+def without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@``.
+
+    A feed's credentials are for the feed: relative entry links resolved against its URL would
+    otherwise carry them into every entry's URL, and from there into the topics, the article
+    identities (which would all change when the password does) and requests to article pages.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
     """Parse a feed body; never raises for malformed input (feedparser's ``bozo`` says why)."""
+    url = without_userinfo(url)
     unpacked = gunzip_stray(body)
     if unpacked is not None:
         body = unpacked
@@ -209,8 +226,8 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
     if headers is not None:
         response_headers = {k.lower(): v for k, v in headers.items()}
         # feedparser resolves relative links against Content-Location; give it the feed's URL.
-        response_headers["content-location"] = urljoin(
-            url, response_headers.get("content-location", "")
+        response_headers["content-location"] = without_userinfo(
+            urljoin(url, response_headers.get("content-location", ""))
         )
     try:
         parsed, strict_failure = feedparser_parse(body, response_headers)
@@ -234,7 +251,11 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
             ttl_seconds=None,
             gunzipped=unpacked is not None,
         )
-    base = str(parsed.feed.get("link") or url)
+    # The channel's own link may be relative too (feedparser resolves it only given headers).
+    try:
+        base = without_userinfo(urljoin(url, str(parsed.feed.get("link") or "")))
+    except ValueError:  # a malformed channel link, such as "http://[": the feed's URL will do
+        base = without_userinfo(url)
     entries = tuple(_to_entry(raw, base) for raw in parsed.entries)
     bozo_exception: str | None = None
     bozo_message: str | None = None

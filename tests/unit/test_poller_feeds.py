@@ -36,6 +36,37 @@ def test_canonical_url_resolves_relative_links_and_refuses_non_http() -> None:
     assert canonicalize_url(None) is None
 
 
+RELATIVE_LINKS_FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
+<link>/</link>
+<item><title>a</title><link>/news/a</link></item>
+<item><title>b</title><link>https://news.example/b?id=2</link></item>
+</channel></rss>"""
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [None, {}, {"Content-Location": "https://carol:pw@feeds.example/v2/rss"}],
+    ids=["no-headers", "headers", "content-location-with-userinfo"],
+)
+def test_a_feeds_credentials_stay_out_of_its_entries_links(headers: dict[str, str] | None) -> None:
+    parsed = parse_feed(
+        RELATIVE_LINKS_FEED, url="https://alice:s3cret@feeds.example/rss", headers=headers
+    )
+    assert [entry.url for entry in parsed.entries] == [
+        "https://feeds.example/news/a",
+        "https://news.example/b?id=2",
+    ]
+    for entry in parsed.entries:
+        message = entry_message(
+            entry,
+            feed_url="https://alice:s3cret@feeds.example/rss",
+            feed_title=None,
+            first_seen=datetime(2025, 3, 11, tzinfo=UTC),
+        )
+        assert "s3cret" not in str(message) and "alice" not in str(message)
+        assert "carol" not in str(message)
+
+
 def test_identity_prefers_guid_then_canonical_link_then_content_hash() -> None:
     assert entry_identity({"id": " tag:x,2025:1 ", "link": "https://a/b"}, "https://a/b") == (
         "tag:x,2025:1"
