@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import json
 import logging
@@ -161,6 +162,43 @@ async def test_changed_feed_emits_only_the_new_entries(
     assert len(ids_first) == 50 and not ids_first & new_ids
     assert set(ids_all) - ids_first == new_ids
     assert len(records) == 55 and max(ids_all.values()) == 1
+
+
+async def test_a_feed_behind_basic_auth_is_read_and_its_credentials_stay_out_of_the_topic(
+    kafka_settings: KafkaSettings,
+    unique_topic: str,
+    eval_dir: Path,
+    feed_server: FeedServer,
+) -> None:
+    # The real Guardian feed with its links made relative to the feed's own host.
+    body = (
+        (eval_dir / "feeds" / GUARDIAN)
+        .read_bytes()
+        .replace(b"<link>https://www.theguardian.com", b"<link>")
+    )
+    expected_authorization = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+
+    async def protected(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != expected_authorization:
+            raise web.HTTPUnauthorized()
+        return rss_response(body)
+
+    feed_server.routes["/feed.xml"] = protected
+    host = feed_server.base_url.removeprefix("http://")
+    feeds = [FeedSpec(url=f"http://alice:s3cret@{host}/feed.xml", name="guardian")]
+    rig = await make_rig(kafka_settings, feeds, topic=unique_topic)
+    try:
+        [result] = await rig.poller.poll_round()
+    finally:
+        await rig.close()
+
+    assert (result.outcome, result.emitted) == ("200", 55)
+    records = await read_topic(kafka_settings, unique_topic)
+    messages = [json.loads(record.value) for record in records]
+    assert len(messages) == 55
+    assert all(m["url"].startswith(f"{feed_server.base_url}/") for m in messages)
+    written = b"".join(record.value + (record.key or b"") for record in records)
+    assert b"s3cret" not in written and b"alice" not in written
 
 
 async def test_after_a_restart_nothing_is_emitted_twice(
