@@ -1,4 +1,5 @@
-"""Secrets out of what wirewatch writes down: credentials in URLs never reach logs or topics.
+"""Secrets out of what wirewatch writes down: credentials in URLs never reach logs or the topics
+other services read (only the poller's own state topic keeps the feed URLs as configured).
 
 A feed may be configured as ``https://user:password@host/feed`` or with a token in its query
 (``?api_key=…``); the poller needs those to fetch it, but logs, metrics labels and messages
