@@ -20,14 +20,18 @@ import bisect
 import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 from bench.dedup_quality import NEARDUP
+from bench.evaldata import REPO_ROOT
 from services.dedup.engine import ArticleIn, Deduplicator, PairSignals
 from services.dedup.index import WindowEntry
+from services.dedup.offline import load_seed_articles
 from services.dedup.similarity import (
     QUOTE,
     WORD,
     Fingerprint,
+    aligned_sentences,
     content_words,
     extract_names,
     fingerprint,
@@ -200,6 +204,94 @@ def main() -> None:
             f"  {name:38s} duplicate pairs caught {recall:6.1%} (threshold {threshold:.3f})"
             f"   baseline 5-shingle Jaccard {base_recall:.1%}   ratio {ratio}"
         )
+    hard_pairs = [(p["id1"], p["id2"]) for p in pairs if p["kind"] == "hard_negative_same_topic"]
+    seed_bound(rows, hard_pairs)
+
+
+# The dev pages are excerpts of at most this many characters; the seeds are cut to it too, so
+# that counts (shared names, numbers) compare texts of the same length.
+DEV_PAGE_LENGTH = 2000
+BOUND_SIGNALS = (
+    "3-grams",
+    "reporting",
+    "alignment",
+    "names",
+    "names share",
+    "quotes",
+    "numbers",
+    "attributed",
+    "ordered alignment",
+    "passage",
+)
+
+
+def signal_vectors(
+    texts: dict[str, tuple[str, str]],
+) -> Callable[[str, str], tuple[float, ...]]:
+    """Every measured signal of a pair (BOUND_SIGNALS, in that order), all texts in one window.
+
+    Alignment is computed whatever the shared text (the engine skips it below 15 %), so that no
+    signal is lost to the engine's shortcuts.
+    """
+    engine = Deduplicator()
+    for article_id, (title, text) in texts.items():
+        engine.decide(ArticleIn(article_id, title, text))
+    prints = {i: fingerprint(title, text) for i, (title, text) in texts.items()}
+    said = {i: attributions(title, text) for i, (title, text) in texts.items()}
+    grams = {i: ordered_grams(title, text) for i, (title, text) in texts.items()}
+
+    def vector(a: str, b: str) -> tuple[float, ...]:
+        mine, theirs = prints[a], prints[b]
+        pair = engine.compare(mine, WindowEntry(b, 0.0, theirs, b, b))
+        fewer_names = max(1, min(len(mine.names), len(theirs.names)))
+        return (
+            pair.shingles,
+            pair.narrative,
+            aligned_sentences(mine, theirs),
+            float(pair.names),
+            pair.names / fewer_names,
+            pair.quotes,
+            float(pair.numbers),
+            shared_attributions(said[a], said[b]),
+            ordered_alignment(mine, theirs),
+            passage_reuse(grams[a], grams[b]),
+        )
+
+    return vector
+
+
+def seed_bound(rows: dict[str, dict[str, Any]], hard_pairs: list[tuple[str, str]]) -> None:
+    """How many hard negatives a rule must merge to put each seed in one story with the others.
+
+    A rule that judges a pair on these signals and is monotone (a pair that scores at least as
+    high on every signal is judged the same story too) and that joins two seeds also joins every
+    hard negative pair scoring at least as high on all of them. Each seed needs one such edge to
+    another seed; the fewest hard negatives any of its edges brings is a lower bound for that
+    seed, whatever the thresholds or weights.
+    """
+    seeds = load_seed_articles(REPO_ROOT / "services" / "demo" / "seeds")
+    texts = {i: (r.get("title") or "", r["text"]) for i, r in rows.items()}
+    names = [f"seed{n}" for n in range(len(seeds))]
+    for name, seed in zip(names, seeds, strict=True):
+        texts[name] = (seed.title, seed.text[:DEV_PAGE_LENGTH])
+    vector = signal_vectors(texts)
+    hard = [vector(a, b) for a, b in hard_pairs]
+    limit = int(HARD_NEGATIVE_LIMIT * len(hard))
+    print(
+        f"seeds (cut to {DEV_PAGE_LENGTH} characters, like the dev pages) in one window with the"
+        f" dev pages, on all {len(BOUND_SIGNALS)} signals ({', '.join(BOUND_SIGNALS)}):"
+    )
+    print(
+        f"  fewest hard negatives a monotone rule must merge to join each seed to another"
+        f" (the limit is {limit} of {len(hard)}):"
+    )
+    for name in names:
+        fewest = min(
+            sum(all(h >= s for h, s in zip(negative, edge, strict=True)) for negative in hard)
+            for edge in (vector(name, other) for other in names if other != name)
+        )
+        verdict = "over the limit" if fewest > limit else "within it"
+        print(f"  {name}: {fewest} ({fewest / len(hard):.1%}), {verdict}")
 
 
 if __name__ == "__main__":
