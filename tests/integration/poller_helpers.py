@@ -15,7 +15,7 @@ from services.common.http import FetchSettings
 from services.common.kafka import make_consumer, make_producer
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import TopicSpec, ensure_topics
-from services.poller.app import Poller, PollerMetrics
+from services.poller.app import Poller, PollerMetrics, PollResult
 from services.poller.feedlist import FeedSpec
 from services.poller.settings import PollerSettings
 from services.poller.state import state_topic_spec
@@ -134,6 +134,17 @@ async def make_rig(
     )
     await poller.start()
     return PollerRig(poller, registry, topic, state_topic)
+
+
+async def poll_rounds(
+    kafka: KafkaSettings, feeds: list[FeedSpec], *, topic: str, rounds: int = 1
+) -> list[list[PollResult]]:
+    """The results of ``rounds`` poll rounds by a poller started for them and closed after."""
+    rig = await make_rig(kafka, feeds, topic=topic)
+    try:
+        return [await rig.poller.poll_round() for _ in range(rounds)]
+    finally:
+        await rig.close()
 
 
 async def read_topic(

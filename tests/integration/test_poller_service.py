@@ -25,6 +25,7 @@ from tests.integration.poller_helpers import (
     LOCAL_FETCH,
     FeedServer,
     make_rig,
+    poll_rounds,
     read_topic,
     rss_response,
 )
@@ -186,11 +187,7 @@ async def test_a_feed_behind_basic_auth_is_read_and_its_credentials_stay_out_of_
     feed_server.routes["/feed.xml"] = protected
     host = feed_server.base_url.removeprefix("http://")
     feeds = [FeedSpec(url=f"http://alice:s3cret@{host}/feed.xml", name="guardian")]
-    rig = await make_rig(kafka_settings, feeds, topic=unique_topic)
-    try:
-        [result] = await rig.poller.poll_round()
-    finally:
-        await rig.close()
+    [[result]] = await poll_rounds(kafka_settings, feeds, topic=unique_topic)
 
     assert (result.outcome, result.emitted) == ("200", 55)
     records = await read_topic(kafka_settings, unique_topic)
@@ -211,16 +208,8 @@ async def test_after_a_restart_nothing_is_emitted_twice(
 
     feed_server.routes["/feed.xml"] = no_validators
     feeds = [FeedSpec(url=f"{feed_server.base_url}/feed.xml", name="guardian")]
-    first = await make_rig(kafka_settings, feeds, topic=unique_topic)
-    try:
-        [before] = await first.poller.poll_round()
-    finally:
-        await first.close()
-    second = await make_rig(kafka_settings, feeds, topic=unique_topic)
-    try:
-        [after] = await second.poller.poll_round()
-    finally:
-        await second.close()
+    [[before]] = await poll_rounds(kafka_settings, feeds, topic=unique_topic)
+    [[after]] = await poll_rounds(kafka_settings, feeds, topic=unique_topic)
 
     assert before.emitted == 55
     assert (after.outcome, after.emitted) == ("200", 0)
@@ -274,17 +263,8 @@ async def test_permanent_redirect_is_followed_and_remembered_across_restarts(
     feed_server.routes["/old-feed.xml"] = moved
     feed_server.routes["/new-feed.xml"] = new_home
     feeds = [FeedSpec(url=f"{feed_server.base_url}/old-feed.xml", name="guardian")]
-    first = await make_rig(kafka_settings, feeds, topic=unique_topic)
-    try:
-        await first.poller.poll_round()
-        await first.poller.poll_round()
-    finally:
-        await first.close()
-    second = await make_rig(kafka_settings, feeds, topic=unique_topic)
-    try:
-        [after_restart] = await second.poller.poll_round()
-    finally:
-        await second.close()
+    await poll_rounds(kafka_settings, feeds, topic=unique_topic, rounds=2)
+    [[after_restart]] = await poll_rounds(kafka_settings, feeds, topic=unique_topic)
 
     assert feed_server.paths() == [
         "/old-feed.xml",
@@ -318,11 +298,7 @@ async def test_410_gone_stops_polling_and_is_reported(
         stop.request()
         await runner
     await rig.close()
-    restarted = await make_rig(kafka_settings, feeds, topic=unique_topic)
-    try:
-        assert await restarted.poller.poll_round() == []
-    finally:
-        await restarted.close()
+    assert await poll_rounds(kafka_settings, feeds, topic=unique_topic) == [[]]
 
     assert feed_server.paths() == ["/gone.xml"]
     assert rig.metric("wirewatch_poller_polls_total", outcome="410") == 1
@@ -420,11 +396,7 @@ async def test_gzip_encoded_feed_is_requested_and_decoded(
 
     feed_server.routes["/feed.xml"] = gzipped
     feeds = [FeedSpec(url=f"{feed_server.base_url}/feed.xml", name="guardian")]
-    rig = await make_rig(kafka_settings, feeds, topic=unique_topic)
-    try:
-        [result] = await rig.poller.poll_round()
-    finally:
-        await rig.close()
+    [[result]] = await poll_rounds(kafka_settings, feeds, topic=unique_topic)
 
     assert "gzip" in feed_server.requests[0].headers["Accept-Encoding"]
     assert (result.outcome, result.emitted) == ("200", 55)
