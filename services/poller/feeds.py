@@ -216,6 +216,15 @@ def without_userinfo(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+def _resolved(feed_url: str, reference: str) -> str:
+    """``reference`` (a Content-Location, a channel link) resolved against ``feed_url``, without
+    userinfo; ``feed_url`` itself when the reference is malformed, such as "http://[" ."""
+    try:
+        return without_userinfo(urljoin(feed_url, reference))
+    except ValueError:
+        return feed_url
+
+
 def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
     """Parse a feed body; never raises for malformed input (feedparser's ``bozo`` says why)."""
     url = without_userinfo(url)
@@ -226,8 +235,8 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
     if headers is not None:
         response_headers = {k.lower(): v for k, v in headers.items()}
         # feedparser resolves relative links against Content-Location; give it the feed's URL.
-        response_headers["content-location"] = without_userinfo(
-            urljoin(url, response_headers.get("content-location", ""))
+        response_headers["content-location"] = _resolved(
+            url, response_headers.get("content-location", "")
         )
     try:
         parsed, strict_failure = feedparser_parse(body, response_headers)
@@ -252,10 +261,7 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
             gunzipped=unpacked is not None,
         )
     # The channel's own link may be relative too (feedparser resolves it only given headers).
-    try:
-        base = without_userinfo(urljoin(url, str(parsed.feed.get("link") or "")))
-    except ValueError:  # a malformed channel link, such as "http://[": the feed's URL will do
-        base = without_userinfo(url)
+    base = _resolved(url, str(parsed.feed.get("link") or ""))
     entries = tuple(_to_entry(raw, base) for raw in parsed.entries)
     bozo_exception: str | None = None
     bozo_message: str | None = None

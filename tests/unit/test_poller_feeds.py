@@ -45,8 +45,13 @@ RELATIVE_LINKS_FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><titl
 
 @pytest.mark.parametrize(
     "headers",
-    [None, {}, {"Content-Location": "https://carol:pw@feeds.example/v2/rss"}],
-    ids=["no-headers", "headers", "content-location-with-userinfo"],
+    [
+        None,
+        {},
+        {"Content-Location": "https://carol:pw@feeds.example/v2/rss"},
+        {"Content-Location": "https://[feeds.example/rss"},
+    ],
+    ids=["no-headers", "headers", "content-location-with-userinfo", "malformed-content-location"],
 )
 def test_a_feeds_credentials_stay_out_of_its_entries_links(headers: dict[str, str] | None) -> None:
     parsed = parse_feed(
