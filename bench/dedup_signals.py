@@ -32,6 +32,7 @@ from services.dedup.similarity import (
     WORD,
     Fingerprint,
     aligned_sentences,
+    article_body,
     content_words,
     extract_names,
     fingerprint,
@@ -105,7 +106,7 @@ PASSAGE_WINDOW = 30  # words: about two sentences
 
 def ordered_grams(title: str, text: str) -> list[tuple[str, bool]]:
     """The text's word 3-grams in order, each with whether it touches a quotation."""
-    body = normalize(f"{title}\n{text}" if title and title not in text else text)
+    body = article_body(title, text)
     quoted = [match.span() for match in QUOTE.finditer(body)]
     tokens = [
         (match.group(0).lower(), any(start <= match.start() < end for start, end in quoted))
@@ -161,25 +162,20 @@ def main() -> None:
         for p in map(json.loads, (NEARDUP / "news_pages_dev_pairs.jsonl").open(encoding="utf-8"))
         if p["kind"] != "easy_negative_other_topic"
     ]
-    engine = Deduplicator()
-    for row in rows.values():
-        engine.decide(ArticleIn(row["id"], row.get("title") or "", row["text"]))
-    prints = {i: fingerprint(r.get("title") or "", r["text"]) for i, r in rows.items()}
-    said = {i: attributions(r.get("title") or "", r["text"]) for i, r in rows.items()}
-    reporting = {i: ordered_grams(r.get("title") or "", r["text"]) for i, r in rows.items()}
-
-    def engine_signals(a: str, b: str) -> PairSignals:
-        return engine.compare(prints[a], WindowEntry(b, 0.0, prints[b], b, b))
-
+    table = PairTable(dev_texts(rows))
     signals: dict[str, Callable[[str, str], float]] = {
-        "shared 3-grams (copy)": lambda a, b: engine_signals(a, b).shingles,
-        "rarity-weighted reporting (rewrite)": lambda a, b: engine_signals(a, b).narrative,
-        "sentence alignment": lambda a, b: engine_signals(a, b).alignment,
-        "shared names": lambda a, b: float(engine_signals(a, b).names),
-        "shared quotations": lambda a, b: engine_signals(a, b).quotes,
-        "attributed statements (tried)": lambda a, b: shared_attributions(said[a], said[b]),
-        "ordered sentence alignment (tried)": lambda a, b: ordered_alignment(prints[a], prints[b]),
-        "passage reuse (tried)": lambda a, b: passage_reuse(reporting[a], reporting[b]),
+        "shared 3-grams (copy)": lambda a, b: table.engine_signals(a, b).shingles,
+        "rarity-weighted reporting (rewrite)": lambda a, b: table.engine_signals(a, b).narrative,
+        "sentence alignment": lambda a, b: table.engine_signals(a, b).alignment,
+        "shared names": lambda a, b: float(table.engine_signals(a, b).names),
+        "shared quotations": lambda a, b: table.engine_signals(a, b).quotes,
+        "attributed statements (tried)": lambda a, b: shared_attributions(
+            table.said[a], table.said[b]
+        ),
+        "ordered sentence alignment (tried)": lambda a, b: ordered_alignment(
+            table.prints[a], table.prints[b]
+        ),
+        "passage reuse (tried)": lambda a, b: passage_reuse(table.grams[a], table.grams[b]),
     }
     positives = sum(p["kind"].startswith("duplicate") for p in pairs)
     print(
@@ -225,24 +221,32 @@ BOUND_SIGNALS = (
 )
 
 
-def signal_vectors(
-    texts: dict[str, tuple[str, str]],
-) -> Callable[[str, str], tuple[float, ...]]:
-    """Every measured signal of a pair (BOUND_SIGNALS, in that order), all texts in one window.
+def dev_texts(rows: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    return {i: (r.get("title") or "", r["text"]) for i, r in rows.items()}
 
-    Alignment is computed whatever the shared text (the engine skips it below 15 %), so that no
-    signal is lost to the engine's shortcuts.
-    """
-    engine = Deduplicator()
-    for article_id, (title, text) in texts.items():
-        engine.decide(ArticleIn(article_id, title, text))
-    prints = {i: fingerprint(title, text) for i, (title, text) in texts.items()}
-    said = {i: attributions(title, text) for i, (title, text) in texts.items()}
-    grams = {i: ordered_grams(title, text) for i, (title, text) in texts.items()}
 
-    def vector(a: str, b: str) -> tuple[float, ...]:
-        mine, theirs = prints[a], prints[b]
-        pair = engine.compare(mine, WindowEntry(b, 0.0, theirs, b, b))
+class PairTable:
+    """Texts in one window (the engine has decided each), with what every signal needs of them."""
+
+    def __init__(self, texts: dict[str, tuple[str, str]]) -> None:
+        self.engine = Deduplicator()
+        for article_id, (title, text) in texts.items():
+            self.engine.decide(ArticleIn(article_id, title, text))
+        self.prints = {i: fingerprint(title, text) for i, (title, text) in texts.items()}
+        self.said = {i: attributions(title, text) for i, (title, text) in texts.items()}
+        self.grams = {i: ordered_grams(title, text) for i, (title, text) in texts.items()}
+
+    def engine_signals(self, a: str, b: str) -> PairSignals:
+        return self.engine.compare(self.prints[a], WindowEntry(b, 0.0, self.prints[b], b, b))
+
+    def vector(self, a: str, b: str) -> tuple[float, ...]:
+        """Every measured signal of a pair (BOUND_SIGNALS, in that order).
+
+        Alignment is computed whatever the shared text (the engine skips it below 15 %), so that
+        no signal is lost to the engine's shortcuts.
+        """
+        mine, theirs = self.prints[a], self.prints[b]
+        pair = self.engine_signals(a, b)
         fewer_names = max(1, min(len(mine.names), len(theirs.names)))
         return (
             pair.shingles,
@@ -252,12 +256,10 @@ def signal_vectors(
             pair.names / fewer_names,
             pair.quotes,
             float(pair.numbers),
-            shared_attributions(said[a], said[b]),
+            shared_attributions(self.said[a], self.said[b]),
             ordered_alignment(mine, theirs),
-            passage_reuse(grams[a], grams[b]),
+            passage_reuse(self.grams[a], self.grams[b]),
         )
-
-    return vector
 
 
 def seed_bound(rows: dict[str, dict[str, Any]], hard_pairs: list[tuple[str, str]]) -> None:
@@ -270,11 +272,11 @@ def seed_bound(rows: dict[str, dict[str, Any]], hard_pairs: list[tuple[str, str]
     seed, whatever the thresholds or weights.
     """
     seeds = load_seed_articles(REPO_ROOT / "services" / "demo" / "seeds")
-    texts = {i: (r.get("title") or "", r["text"]) for i, r in rows.items()}
+    texts = dev_texts(rows)
     names = [f"seed{n}" for n in range(len(seeds))]
     for name, seed in zip(names, seeds, strict=True):
         texts[name] = (seed.title, seed.text[:DEV_PAGE_LENGTH])
-    vector = signal_vectors(texts)
+    vector = PairTable(texts).vector
     hard = [vector(a, b) for a, b in hard_pairs]
     limit = int(HARD_NEGATIVE_LIMIT * len(hard))
     print(

@@ -119,12 +119,17 @@ def extract_numbers(text: str) -> set[str]:
     return {re.sub(r"[\s,]", "", n.lower()).replace("percent", "%") for n in NUMBER.findall(text)}
 
 
-def fingerprint(title: str, text: str) -> Fingerprint:
-    """The fingerprint of an article; the title is read as the first line unless the text
-    already opens with it."""
-    body = normalize(
+def article_body(title: str, text: str) -> str:
+    """The text compared: the title is read as the first line unless the text already opens
+    with it."""
+    return normalize(
         f"{title}\n{text}" if title and title not in text[: len(title) + 200] else text
     )
+
+
+def fingerprint(title: str, text: str) -> Fingerprint:
+    """The fingerprint of an article (of its ``article_body``)."""
+    body = article_body(title, text)
     tokens = words(body)
     shingles = {" ".join(tokens[i : i + SHINGLE_SIZE]) for i in range(len(tokens) - 2)}
     quote_grams: set[str] = set()
