@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from services.common.errors import BrokerUnreachableError
 from services.common.logging import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -55,19 +56,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def broker_address() -> str:
+    from services.common.settings import KafkaSettings
+
+    return KafkaSettings().bootstrap_servers
+
+
+def check_broker() -> None:
+    """Fail in one line for a tool that needs the broker (``set_defaults(needs_broker=True)``)."""
+    from services.common.kafka import require_broker
+    from services.common.settings import KafkaSettings
+
+    require_broker(KafkaSettings())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level or "INFO")
     handler: Handler = args.handler
+    needs_broker = getattr(args, "needs_broker", False)
     try:
+        if needs_broker:
+            check_broker()
         return handler(args)
+    except BrokerUnreachableError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # The reader went away (`wirewatch tail … | head`): not an error worth a traceback.
         sys.stderr.close()
         return 0
+    except Exception as exc:
+        from aiokafka.errors import KafkaConnectionError
+
+        # The broker went away between the check and the client's start: the same one line.
+        if needs_broker and isinstance(exc, KafkaConnectionError):
+            reason = "it did not answer as a Kafka broker"
+            print(BrokerUnreachableError(broker_address(), reason), file=sys.stderr)  # noqa: T201
+            return 1
+        raise
 
 
 if __name__ == "__main__":

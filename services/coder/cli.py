@@ -49,9 +49,12 @@ def run_code(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as exc:
             print(f"{args.articles}:{number}: not JSON ({exc}); skipped", file=sys.stderr)
             continue
-        if not isinstance(item, dict) or not item.get("text") or not item.get("id"):
-            print(f"{args.articles}:{number}: needs 'id' and 'text'; skipped", file=sys.stderr)
+        problem = offline_line_problem(item)
+        if problem:
+            print(f"{args.articles}:{number}: {problem}; skipped", file=sys.stderr)
             continue
+        if isinstance(item["id"], int):
+            item["id"] = str(item["id"])  # a number is an id as good as its text
         articles.append(item)
     coder = default_coder(ALL_ROOTS if args.scope == "all" else None)
     try:
@@ -62,3 +65,18 @@ def run_code(args: argparse.Namespace) -> int:
     for event in events:
         print(json.dumps(event, ensure_ascii=False))
     return 0
+
+
+def offline_line_problem(item: Any) -> str | None:
+    """What keeps an offline input line from being coded, in the user's terms; None if nothing."""
+    if not isinstance(item, dict):
+        return f"not a JSON object but {type(item).__name__}"
+    article_id = item.get("id")
+    if article_id is None or article_id == "":
+        return "needs 'id' and 'text' (no 'id')"
+    if isinstance(article_id, bool) or not isinstance(article_id, str | int):
+        kind = type(article_id).__name__
+        return f"'id' must be a string or an integer, not {kind} ({json.dumps(article_id)})"
+    if not isinstance(item.get("text"), str) or not item["text"].strip():
+        return "needs 'id' and 'text' (no 'text')"
+    return None

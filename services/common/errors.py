@@ -20,3 +20,15 @@ class SchemaValidationError(WirewatchError):
 
 class BrokerError(WirewatchError):
     """The embedded broker (or its S3 store) could not be started or stopped."""
+
+
+class BrokerUnreachableError(WirewatchError):
+    """No Kafka broker answers at the configured bootstrap address (a tool's one-line error)."""
+
+    def __init__(self, bootstrap_servers: str, reason: str) -> None:
+        super().__init__(
+            f"no Kafka broker at {bootstrap_servers} ({reason}): start one with `make run` "
+            "(it prints its address) or `.venv/bin/wirewatch broker` (127.0.0.1:9092), or set "
+            "KAFKA_BOOTSTRAP_SERVERS to a running cluster"
+        )
+        self.bootstrap_servers = bootstrap_servers

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaConnectionError
 
 from services.common import schemas
-from services.common.errors import SchemaValidationError
+from services.common.errors import BrokerUnreachableError, SchemaValidationError
 from services.common.settings import KafkaSettings, TopicNames
 
 logger = logging.getLogger(__name__)
@@ -339,3 +340,24 @@ async def probe_end_offsets(
         return await end_offsets(consumer, tps)
     finally:
         await consumer.stop()
+
+
+def require_broker(kafka: KafkaSettings, *, timeout: float = 3.0) -> None:
+    """Raise ``BrokerUnreachableError`` unless a TCP connection opens to a bootstrap address.
+
+    For the tools (tail, topics, replay, export): without a broker aiokafka raises
+    ``KafkaConnectionError`` after logging its own error, and the client it could not start is
+    reported as unclosed at exit. Checking first gives the user one line saying what to do.
+    """
+    reasons = []
+    for server in kafka.bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        host = host.strip("[]")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return
+        except ValueError:
+            reasons.append(f"{server.strip()!r} is not host:port")
+        except OSError as exc:
+            reasons.append(exc.strerror or type(exc).__name__)
+    raise BrokerUnreachableError(kafka.bootstrap_servers, "; ".join(dict.fromkeys(reasons)))

@@ -62,10 +62,10 @@ def register(subparsers: Any) -> None:
         help="stop after this many seconds without a message",
     )
     tail.add_argument("--meta", action="store_true", help="wrap each value with its coordinates")
-    tail.set_defaults(handler=run_tail)
+    tail.set_defaults(handler=run_tail, needs_broker=True)
 
     topics = subparsers.add_parser("topics", help="list topics with partitions and end offsets")
-    topics.set_defaults(handler=run_topics)
+    topics.set_defaults(handler=run_topics, needs_broker=True)
 
     demo = subparsers.add_parser("demo-server", help="serve the bundled demo feed on 127.0.0.1")
     demo.add_argument("--port", type=int, default=8008)
@@ -141,8 +141,8 @@ async def tail_topic(
     from services.common.kafka import make_consumer
 
     consumer = make_consumer(kafka, group_id=None)
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = consumer.partitions_for_topic(topic) or set()
         if not partitions:
             await consumer.stop()
@@ -200,8 +200,8 @@ async def describe_topics(kafka: KafkaSettings) -> list[str]:
     from services.common.kafka import make_consumer
 
     consumer = make_consumer(kafka, group_id=None)
-    await consumer.start()
     try:
+        await consumer.start()
         names = sorted(t for t in await consumer.topics() if not t.startswith("__"))
         lines = [f"{'topic':40} {'partitions':>10} {'messages':>10}  end offsets"]
         for name in names:

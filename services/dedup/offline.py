@@ -20,10 +20,20 @@ logger = logging.getLogger(__name__)
 
 def article_from_line(data: dict[str, Any]) -> ArticleIn:
     """An offline input line ``{id, url, title, text, source, published}`` as core input."""
-    article_id = data.get("id") or data.get("article_id") or data.get("url")
+    key = next((k for k in ("id", "article_id", "url") if data.get(k) not in (None, "")), "id")
+    article_id = data.get(key)
     text = data.get("text")
-    if not isinstance(article_id, str) or not article_id:
+    # A number is an id as good as its text (``{"id": 17}`` is ``"17"``); other types are refused
+    # by name, since "no 'id'" would be wrong about a line that has one.
+    if isinstance(article_id, int) and not isinstance(article_id, bool):
+        article_id = str(article_id)
+    if article_id is None or article_id == "":
         raise ValueError("line has no 'id' (or 'url')")
+    if not isinstance(article_id, str):
+        raise ValueError(
+            f"{key!r} must be a string or an integer, not {type(article_id).__name__} "
+            f"({json.dumps(article_id)})"
+        )
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"{article_id}: no 'text'")
     title = data.get("title") if isinstance(data.get("title"), str) else ""

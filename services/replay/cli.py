@@ -30,6 +30,7 @@ def register(subparsers: Any) -> None:
     replay = subparsers.add_parser(
         "replay", help="copy a retained range into a topic, or rewind a consumer group"
     )
+    replay.set_defaults(needs_broker=True)
     actions = replay.add_subparsers(dest="replay_command", metavar="ACTION", required=True)
 
     copy = actions.add_parser(
