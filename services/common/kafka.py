@@ -109,6 +109,17 @@ def make_consumer(
     return AIOKafkaConsumer(*topics, **options)
 
 
+async def start_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Start ``consumer`` so that stopping it at once is clean.
+
+    A consumer without a group starts a background task; stopped before that task first runs,
+    aiokafka 0.14's ``stop()`` raises ``CancelledError`` (``wirewatch tail`` of a missing topic
+    ended in that traceback). Yielding once lets the task start.
+    """
+    await consumer.start()
+    await asyncio.sleep(0)
+
+
 def encode_json(message: Mapping[str, Any]) -> bytes:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 

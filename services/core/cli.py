@@ -138,16 +138,16 @@ async def tail_topic(
 ) -> int:
     from aiokafka import TopicPartition
 
-    from services.common.kafka import make_consumer
+    from services.common.kafka import make_consumer, start_consumer
 
     consumer = make_consumer(kafka, group_id=None)
     try:
-        await consumer.start()
+        await start_consumer(consumer)
         partitions = consumer.partitions_for_topic(topic) or set()
         if not partitions:
             await consumer.stop()
             consumer = make_consumer(kafka, group_id=None)
-            await consumer.start()
+            await start_consumer(consumer)
             partitions = consumer.partitions_for_topic(topic) or set()
         if not partitions:
             print(f"no such topic: {topic}", file=sys.stderr)  # noqa: T201
@@ -197,11 +197,11 @@ def run_topics(_: argparse.Namespace) -> int:
 async def describe_topics(kafka: KafkaSettings) -> list[str]:
     from aiokafka import TopicPartition
 
-    from services.common.kafka import make_consumer
+    from services.common.kafka import make_consumer, start_consumer
 
     consumer = make_consumer(kafka, group_id=None)
     try:
-        await consumer.start()
+        await start_consumer(consumer)
         names = sorted(t for t in await consumer.topics() if not t.startswith("__"))
         lines = [f"{'topic':40} {'partitions':>10} {'messages':>10}  end offsets"]
         for name in names:
