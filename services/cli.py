@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 # The pipeline's stages, in data order; `wirewatch run` starts those that exist.
 SERVICE_NAMES = ("poller", "extractor", "dedup", "coder")
 # Packages that only add commands (no long-running service).
-TOOL_NAMES = ("replay",)
+TOOL_NAMES = ("replay", "export")
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -75,7 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.log_level or "INFO")
     handler: Handler = args.handler
+    # A command's ``needs_broker`` default: a bool, or a function of its arguments.
     needs_broker = getattr(args, "needs_broker", False)
+    if callable(needs_broker):
+        needs_broker = needs_broker(args)
     try:
         if needs_broker:
             check_broker()

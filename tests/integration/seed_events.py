@@ -26,7 +26,7 @@ def seed_article_mappings() -> list[dict[str, Any]]:
     return [
         {
             "id": f"seed-{seed.number}",
-            "url": f"http://127.0.0.1:8008/articles/{seed.slug}.html",
+            "url": f"http://127.0.0.1:8008/articles/{seed.number}.html",
             "title": seed.title,
             "text": "\n\n".join((seed.title, *seed.paragraphs)),
             "source": seed.outlet,

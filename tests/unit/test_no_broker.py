@@ -23,6 +23,8 @@ COMMANDS = [
     ["replay", "rewind", "--group", "g", "--topic", "events.diplomatic", "--to-earliest"],
     ["replay", "recode", "--dry-run"],
     ["replay", "backfill-feed", "http://127.0.0.1:9/feed.xml", "--dry-run"],
+    ["export", "--format", "tsv"],
+    ["export", "--topic", "events.diplomatic", "--format", "parquet", "-o", "events.parquet"],
 ]
 
 
@@ -82,7 +84,7 @@ def test_command_without_broker_prints_one_line_with_the_address_and_exits_1(
     assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr
 
 
-@pytest.mark.parametrize("args", COMMANDS[:3], ids=lambda args: " ".join(args[:2]))
+@pytest.mark.parametrize("args", [*COMMANDS[:3], COMMANDS[-2]], ids=lambda args: " ".join(args[:2]))
 def test_command_against_a_port_that_is_not_kafka_exits_1_without_traceback(
     args: list[str], not_kafka: int
 ) -> None:
