@@ -28,6 +28,7 @@ from typing import Any
 
 from services.coder.actions import family_of
 from services.coder.coding import Mention
+from services.coder.geo import event_location
 
 WINDOW_DAYS = 3
 MAX_EVIDENCE = 20
@@ -114,7 +115,7 @@ def merge_mention(
         "source": mention.source.to_dict(),
         "target": mention.target.to_dict(),
         "action": mention.action.to_dict(),
-        "location": mention.location.to_dict() if mention.location else None,
+        "location": _location(mention),
         "evidence": [_evidence(mention, article)],
         "article_ids": [article.article_id],
         "story_ids": [article.story_id] if article.story_id else [],
@@ -233,7 +234,7 @@ def _add_article(item: dict[str, Any], mention: Mention, article: ArticleRef) ->
     if event["planned_date"] is None and mention.planned_date is not None:
         event["planned_date"] = mention.planned_date.isoformat()
     if event["location"] is None and mention.location is not None:
-        event["location"] = mention.location.to_dict()
+        event["location"] = _location(mention)
     corroboration = 0.05 * (event["num_sources"] - 1)
     event["confidence"] = round(
         min(0.99, max(event["confidence"], mention.confidence) + corroboration), 2
@@ -247,6 +248,14 @@ def _add_article(item: dict[str, Any], mention: Mention, article: ArticleRef) ->
         "actors": actors,
         "event": event,
     }
+
+
+def _location(mention: Mention) -> dict[str, Any] | None:
+    """The stated place, geocoded with the actors' countries to tell same-named places apart."""
+    if mention.location is None:
+        return None
+    countries = (mention.source.country, mention.target.country)
+    return event_location(mention.location.name, mention.location.country, countries)
 
 
 def _direction(mention: Mention) -> str:
