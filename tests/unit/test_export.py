@@ -185,3 +185,28 @@ def test_export_command_refuses_parquet_to_standard_output_and_a_non_event_file(
     assert capsys.readouterr().err == (
         f"wirewatch export: {letters}:1 is a dead_letter.v1 message, not diplomatic_event.v1\n"
     )
+
+
+def test_geocoded_locations_fill_gdelt_geo_type_coordinates_and_feature_id() -> None:
+    brussels = {
+        "name": "Brussels",
+        "country": "BEL",
+        "geonames_id": 2800866,
+        "latitude": 50.85045,
+        "longitude": 4.34878,
+        "feature_class": "P",
+        "feature_code": "PPL",
+        "precision": "city",
+    }
+    row = gdelt_row(event("12" * 16, location=brussels))
+    assert (row["ActionGeo_Type"], row["ActionGeo_CountryCode"]) == (4, "BE")
+    assert (row["ActionGeo_Lat"], row["ActionGeo_Long"]) == (50.85045, 4.34878)
+    assert row["ActionGeo_FeatureID"] == "2800866"
+    houston = {**brussels, "name": "Houston", "country": "USA", "geonames_id": 4699066}
+    assert gdelt_row(event("34" * 16, location=houston))["ActionGeo_Type"] == 3
+    ukraine = {**brussels, "name": "east Ukraine", "country": "UKR", "precision": "country"}
+    country_row = gdelt_row(event("56" * 16, location=ukraine))
+    assert (country_row["ActionGeo_Type"], country_row["ActionGeo_FeatureID"]) == (1, "UP")
+    record = plover_record(event("78" * 16, location=brussels))
+    assert record["event_loc"]["geonameid"] == 2800866
+    assert (record["event_loc"]["country code"], record["event_loc"]["cc3"]) == ("BE", "BEL")
