@@ -8,10 +8,13 @@ compacted view, with its id, code and counts, and every event of the view a row.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +167,43 @@ def test_export_of_a_missing_topic_says_so(
     )
     assert result.returncode == 2
     assert result.stderr == f"wirewatch export: no such topic: {unique_topic}\n"
+
+
+def test_export_draws_a_progress_bar_when_stderr_is_a_terminal(
+    kafka_settings: KafkaSettings, unique_topic: str, tmp_path: Path
+) -> None:
+    messages = seed_event_messages()
+    asyncio.run(send_messages(kafka_settings, unique_topic, messages))
+    leader, follower = os.openpty()
+    # A terminal window of 24 rows, 100 columns (a fresh pty has none, and no bar fits in 0).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        with (tmp_path / "out.tsv").open("w") as out:
+            process = subprocess.run(  # noqa: S603 - our own entry point
+                [sys.executable, "-m", "services.cli", "export", "--topic", unique_topic]
+                + ["--format", "tsv"],
+                stdout=out,
+                stderr=follower,
+                env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers},
+                timeout=120,
+                check=False,
+            )
+        os.close(follower)
+        follower = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    assert process.returncode == 0
+    text = drawn.decode(errors="replace")
+    assert f"reading {unique_topic}" in text
+    assert f"{len(messages)}/{len(messages)}" in text
