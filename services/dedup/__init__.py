@@ -1,1 +1,1 @@
-"""Dedup: copies and rewrites of one story, in a stream, with recoverable state."""
+"""Dedup: copies of one text, and every report of one happening as one story, in a stream."""

@@ -1,10 +1,11 @@
 """The window of recent articles and its candidate index.
 
 Looking an article up must not scan the window: each article is filed under a few keys (its
-names and a deterministic sample of its word 3-grams), every key keeps only its most recent
-postings, and an article is compared only with the few earlier articles that share the most
-keys. Document frequencies for weighting shared phrases come from a count-min sketch, so memory
-stays fixed however many distinct phrases pass through.
+names and a deterministic sample of its word 3-grams for copies; its names, figures and headline
+words for stories), every key keeps only its most recent postings, and an article is compared
+only with the few earlier articles (or stories) that share the most keys. Document frequencies
+of the copy level's phrases come from a count-min sketch, so memory stays fixed however many
+distinct phrases pass through.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from services.dedup.profile import Profile
 from services.dedup.similarity import Fingerprint
 
 # Keep one 3-gram in SHINGLE_SAMPLE as an index key; the choice depends on the hash only, so two
@@ -39,6 +41,7 @@ class WindowEntry:
     fingerprint: Fingerprint
     story_id: str
     copy_root: str  # the article it copies (its copy_of), or itself
+    profile: Profile
 
 
 def index_keys(fingerprint: Fingerprint) -> set[int]:
@@ -88,6 +91,9 @@ class Window:
         # keys hold one or two articles.
         self.postings: dict[int, list[str]] = {}
         self.frequencies = FrequencySketch()
+        # The story level's index.
+        self.story_postings: dict[int, list[str]] = {}
+        self.stories: dict[str, list[str]] = {}  # story id -> its members, in arrival order
         self._by_time: list[tuple[float, str]] = []
         self.watermark = -math.inf
 
@@ -106,14 +112,11 @@ class Window:
         self.entries[entry.article_id] = entry
         heapq.heappush(self._by_time, (entry.event_time, entry.article_id))
         for key in index_keys(entry.fingerprint):
-            posting = self.postings.get(key)
-            if posting is None:
-                self.postings[key] = [entry.article_id]
-                continue
-            posting.append(entry.article_id)
-            if len(posting) > self.posting_limit:
-                del posting[0]
+            self._post(self.postings, key, entry.article_id)
+        for key in entry.profile.index_keys():
+            self._post(self.story_postings, key, entry.article_id)
         self.frequencies.update(entry.fingerprint.shingles, 1)
+        self.stories.setdefault(entry.story_id, []).append(entry.article_id)
         self.watermark = max(self.watermark, entry.event_time)
 
     def evict_expired(self) -> list[str]:
@@ -127,13 +130,49 @@ class Window:
                 continue
             self.frequencies.update(entry.fingerprint.shingles, -1)
             for key in index_keys(entry.fingerprint):
-                posting = self.postings.get(key)
-                if posting is not None and article_id in posting:
-                    posting.remove(article_id)
-                    if not posting:
-                        del self.postings[key]
+                _unpost(self.postings, key, article_id)
+            for key in entry.profile.index_keys():
+                _unpost(self.story_postings, key, article_id)
+            members = self.stories.get(entry.story_id)
+            if members is not None and article_id in members:
+                members.remove(article_id)
+                if not members:
+                    del self.stories[entry.story_id]
             evicted.append(article_id)
         return evicted
+
+    def _post(self, postings: dict[int, list[str]], key: int, article_id: str) -> None:
+        posting = postings.get(key)
+        if posting is None:
+            postings[key] = [article_id]
+            return
+        posting.append(article_id)
+        if len(posting) > self.posting_limit:
+            del posting[0]
+
+    def story_candidates(
+        self, profile: Profile, *, event_time: float, horizon_seconds: float, limit: int
+    ) -> list[str]:
+        """The stories whose articles share the most index keys with ``profile``, among the
+        articles within ``horizon_seconds`` of ``event_time``."""
+        shared: Counter[str] = Counter()
+        for key in profile.index_keys():
+            posting = self.story_postings.get(key)
+            if posting is not None:
+                shared.update(posting)
+        ranked = heapq.nsmallest(8 * limit, shared.items(), key=lambda item: (-item[1], item[0]))
+        found: dict[str, None] = {}
+        for article_id, _ in ranked:
+            entry = self.entries.get(article_id)
+            if entry is None or abs(entry.event_time - event_time) > horizon_seconds:
+                continue
+            found.setdefault(entry.story_id)
+            if len(found) >= limit:
+                break
+        return list(found)
+
+    def story_members(self, story_id: str) -> list[WindowEntry]:
+        return [self.entries[a] for a in self.stories.get(story_id, ()) if a in self.entries]
 
     def candidates(self, fingerprint: Fingerprint, *, event_time: float) -> list[WindowEntry]:
         """The earlier articles sharing the most index keys, within the window of ``event_time``."""
@@ -159,3 +198,11 @@ class Window:
 
     def iter_entries(self) -> Iterator[WindowEntry]:
         return iter(self.entries.values())
+
+
+def _unpost(postings: dict[int, list[str]], key: int, article_id: str) -> None:
+    posting = postings.get(key)
+    if posting is not None and article_id in posting:
+        posting.remove(article_id)
+        if not posting:
+            del postings[key]

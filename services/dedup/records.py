@@ -14,6 +14,7 @@ from typing import Any
 from services.common import schemas
 from services.dedup.engine import ArticleIn, Decision, parse_time
 from services.dedup.index import WindowEntry
+from services.dedup.profile import Profile
 from services.dedup.similarity import Fingerprint
 
 # An article dated more than this after it was fetched has a wrong date; its fetch time is used.
@@ -55,14 +56,39 @@ def result_message(decision: Decision, article: dict[str, Any], decided_at: str)
     }
 
 
-def _pack(values: array[int]) -> str:
+def _pack(values: array[Any]) -> str:
     return base64.b64encode(values.tobytes()).decode("ascii")
 
 
-def _unpack(text: str) -> array[int]:
-    values = array("I")
+def _unpack(text: str, typecode: str = "I") -> array[Any]:
+    values: array[Any] = array(typecode)
     values.frombytes(base64.b64decode(text))
     return values
+
+
+PROFILE_FIELDS = {
+    "terms": "I",
+    "term_weights": "f",
+    "names": "I",
+    "name_weights": "f",
+    "figures": "I",
+    "figure_weights": "f",
+    "title": "I",
+    "title_weights": "f",
+}
+
+
+def _pack_profile(profile: Profile) -> dict[str, str]:
+    return {name: _pack(getattr(profile, name)) for name in PROFILE_FIELDS}
+
+
+def _unpack_profile(stored: dict[str, str] | None) -> Profile:
+    """A stored profile; a record written before profiles existed has an empty one (its article
+    can still be a copy's original, but no longer draws an arriving article into its story)."""
+    stored = stored or {}
+    return Profile(
+        **{name: _unpack(stored.get(name, ""), code) for name, code in PROFILE_FIELDS.items()}
+    )
 
 
 def window_record(entry: WindowEntry, decision: Decision, decided_at: str) -> dict[str, Any]:
@@ -89,6 +115,7 @@ def window_record(entry: WindowEntry, decision: Decision, decided_at: str) -> di
             "numbers": _pack(fp.numbers),
             "sentences": [_pack(s) for s in fp.sentences],
         },
+        "profile": _pack_profile(entry.profile),
     }
 
 
@@ -107,6 +134,7 @@ def restore_record(article_id: str, record: dict[str, Any]) -> tuple[WindowEntry
         fingerprint=fp,
         story_id=record["story_id"],
         copy_root=record["copy_root"],
+        profile=_unpack_profile(record.get("profile")),
     )
     d = record["decision"]
     decision = Decision(

@@ -1,4 +1,4 @@
-"""Compare two articles: the cheap signals that tell a copy or a rewrite from an independent report.
+"""Compare two articles: the cheap signals that tell a copy (text reuse) from an independent report.
 
 Everything here is pure and deterministic (no model, no randomness, stable hashes), so the stream
 service, the offline CLI and the benchmarks compute the same fingerprint and the same decision, and
@@ -82,17 +82,6 @@ class Fingerprint:
     names: array[int]  # capitalised name sequences
     numbers: array[int]  # figures, counts, percentages, years
     sentences: tuple[array[int], ...] = field(default=())  # content words of each sentence
-
-    def narrative(self) -> npt.NDArray[np.uint32]:
-        """The shingles outside quotations (sorted): what the outlet wrote rather than whom it
-        quoted.
-
-        Independent reports of one event quote the same remarks; copies and rewrites share the
-        reporting around them.
-        """
-        shingles = as_numpy(self.shingles)
-        # The quoted 3-grams are a subset of the shingles (see ``fingerprint``).
-        return np.delete(shingles, np.searchsorted(shingles, as_numpy(self.quotes)))
 
 
 def extract_quotes(text: str) -> list[str]:

@@ -1,24 +1,28 @@
 """The dedup core without a broker: decisions, idempotence, the window's bounds, records, CLI.
 
 Texts are real news leads from ``shared/eval/neardup`` (np008: AFP story; np010: a verbatim
-republication of it; np019: an unrelated Reuters story) and the bundled seed articles.
+republication of it; np019: an unrelated Reuters story;
+np049: an independent report of the same happening as np008) and the bundled seed articles.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.cli import main as wirewatch
-from services.dedup.engine import ArticleIn, Deduplicator
+from services.dedup.engine import ArticleIn, Deduplicator, parse_time
 from services.dedup.index import Window, WindowEntry
 from services.dedup.offline import load_seed_articles, run_offline
+from services.dedup.profile import make_profile, prose, rarity
 from services.dedup.records import article_event_time, restore_record, window_record
 from services.dedup.similarity import extract_quotes, fingerprint, stable_hash
+from services.dedup.stories import StoryModel
 
 SEEDS = Path(__file__).resolve().parents[2] / "services" / "demo" / "seeds"
 HOUR = 3600.0
@@ -28,6 +32,20 @@ HOUR = 3600.0
 def dev(eval_dir: Path) -> dict[str, dict[str, Any]]:
     path = eval_dir / "neardup" / "news_pages_dev.jsonl"
     return {row["id"]: row for row in map(json.loads, path.open(encoding="utf-8"))}
+
+
+@pytest.fixture(scope="module")
+def published(eval_dir: Path) -> dict[str, float]:
+    """Each dev page's labelled publication time (the happening's day and hour)."""
+    path = eval_dir / "neardup" / "news_pages_dev_stories.jsonl"
+    rows = map(json.loads, path.open(encoding="utf-8"))
+    return {row["id"]: parse_time(row["published"]) or 0.0 for row in rows}
+
+
+def profiled(article_id: str, at: float, fp_text: str = "x y z") -> WindowEntry:
+    return WindowEntry(
+        article_id, at, fingerprint("", fp_text), article_id, article_id, make_profile("", fp_text)
+    )
 
 
 def article(
@@ -108,15 +126,104 @@ def test_copy_outside_the_window_span_is_not_matched_even_before_eviction(
     assert earlier.outcome == "new_story"
 
 
-def test_seed_articles_are_not_merged_into_unrelated_stories(
-    dev: dict[str, dict[str, Any]],
+def test_the_five_seed_articles_are_one_story() -> None:
+    engine = Deduplicator()
+    decisions = [engine.decide(seed)[0] for seed in load_seed_articles(SEEDS)]
+    assert len({d.story_id for d in decisions}) == 1
+    assert [d.is_first_in_story for d in decisions] == [True, False, False, False, False]
+    assert all(d.copy_of is None for d in decisions)  # five outlets' own texts, not copies
+
+
+def test_seed_articles_in_one_window_with_the_dev_pages_stay_one_story_of_their_own(
+    dev: dict[str, dict[str, Any]], published: dict[str, float]
+) -> None:
+    """At their real dates (the seeds six days after the Jeddah talks, the demo feed's date),
+    in one week-long window."""
+    engine = Deduplicator(window_seconds=7 * 24 * HOUR)
+    for page_id in sorted(dev, key=lambda i: published[i]):
+        engine.decide(article(dev[page_id], published[page_id]))
+    seeds_at = parse_time("2025-03-17T12:00:00Z")
+    seeds = [replace(seed, event_time=seeds_at) for seed in load_seed_articles(SEEDS)]
+    decisions = [engine.decide(seed)[0] for seed in seeds]
+    assert len({d.story_id for d in decisions}) == 1
+    assert all(d.story_id not in dev for d in decisions)
+
+
+def test_independent_report_joins_the_story_of_its_happening(
+    dev: dict[str, dict[str, Any]], published: dict[str, float]
 ) -> None:
     engine = Deduplicator()
-    for row in dev.values():
-        engine.decide(article(row))
-    decisions = [engine.decide(seed)[0] for seed in load_seed_articles(SEEDS)]
-    assert all(d.story_id not in dev for d in decisions)
-    assert all(d.copy_of is None for d in decisions)
+    first, _ = engine.decide(article(dev["np008"], published["np008"]))
+    other, _ = engine.decide(article(dev["np049"], published["np049"]))
+    assert other.outcome == "same_story" and other.story_id == first.story_id
+    assert other.copy_of is None and not other.is_first_in_story
+
+
+def test_another_happening_of_the_same_day_and_actors_is_another_story(
+    dev: dict[str, dict[str, Any]], published: dict[str, float]
+) -> None:
+    """The India-Pakistan ceasefire (np019) and Pakistan's denial of a nuclear-command meeting
+    (np029), both on 2025-05-10."""
+    engine = Deduplicator()
+    ceasefire, _ = engine.decide(article(dev["np019"], published["np019"]))
+    denial, _ = engine.decide(article(dev["np029"], published["np029"]))
+    assert denial.outcome == "new_story" and denial.story_id != ceasefire.story_id
+
+
+def test_the_same_report_years_apart_is_not_the_same_story(dev: dict[str, dict[str, Any]]) -> None:
+    engine = Deduplicator()
+    engine.decide(article(dev["np049"], 0.0))
+    later, _ = engine.decide(article(dev["np050"], 400 * 24 * HOUR))
+    assert later.outcome == "new_story"
+
+
+def test_story_decisions_do_not_depend_on_how_the_input_was_partitioned(
+    dev: dict[str, dict[str, Any]], published: dict[str, float]
+) -> None:
+    """Four extractor partitions interleaved two ways reach the window in time order either way
+    when each partition is in time order; the window answers from the articles alone."""
+    ordered = sorted(dev, key=lambda i: (published[i], i))
+    runs = []
+    for _ in range(2):
+        engine = Deduplicator()
+        runs.append({i: engine.decide(article(dev[i], published[i]))[0] for i in ordered})
+        engine_restored = Deduplicator()
+        for page_id in ordered:
+            entry_decision = runs[-1][page_id]
+            entry = engine.window.get(page_id)
+            assert entry is not None
+            record = json.loads(json.dumps(window_record(entry, entry_decision, "t")))
+            restored, decision, _ = restore_record(page_id, record)
+            engine_restored.restore(restored, decision)
+        late = article(dev["np012"], published["np012"] + HOUR, article_id="np012-late")
+        assert engine_restored.decide(late)[0] == engine.decide(late)[0]
+    assert runs[0] == runs[1]
+
+
+def test_prose_keeps_sentences_and_drops_navigation_and_links() -> None:
+    page = (
+        "Click here for more\nShare this\n"
+        "Police said four people were wounded in the shooting late on Sunday night.\n"
+        "Read more: https://example.com/a-story-about-this-shooting-and-more-words-here."
+    )
+    assert (
+        prose(page) == "Police said four people were wounded in the shooting late on Sunday night."
+    )
+    assert prose("short line only") == "short line only"
+
+
+def test_rare_words_weigh_more_than_common_ones() -> None:
+    assert rarity("the") < rarity("ceasefire") < rarity("zelenskyy")
+    assert rarity("an-unknown-word-xyz") == max(rarity("an-unknown-word-xyz"), rarity("putin"))
+
+
+def test_bundled_story_model_is_valid_and_refuses_wrong_shapes() -> None:
+    model = StoryModel.bundled()
+    assert 0 < model.threshold < 1 and model.horizon_hours > 24
+    with pytest.raises(ValueError, match="weights"):
+        StoryModel.from_mapping(
+            {"rank_weights": [0.0], "decision_weights": [0.0], "threshold": 0.5, "horizon_hours": 1}
+        )
 
 
 def test_index_keeps_only_the_latest_postings_and_bounds_candidates(
@@ -124,8 +231,9 @@ def test_index_keeps_only_the_latest_postings_and_bounds_candidates(
 ) -> None:
     window = Window(span_seconds=1e9, posting_limit=5, candidate_limit=3)
     fp = fingerprint(dev["np008"]["title"], dev["np008"]["text"])
+    profile = make_profile(dev["np008"]["title"], dev["np008"]["text"])
     for n in range(20):
-        window.add(WindowEntry(f"a{n:02d}", float(n), fp, f"a{n:02d}", f"a{n:02d}"))
+        window.add(WindowEntry(f"a{n:02d}", float(n), fp, f"a{n:02d}", f"a{n:02d}", profile))
     assert max(len(p) for p in window.postings.values()) == 5
     found = window.candidates(fp, event_time=20.0)
     assert [e.article_id for e in found] == ["a15", "a16", "a17"]
@@ -134,13 +242,17 @@ def test_index_keeps_only_the_latest_postings_and_bounds_candidates(
 def test_frequency_sketch_counts_additions_and_removals(dev: dict[str, dict[str, Any]]) -> None:
     window = Window(span_seconds=10.0)
     fp = fingerprint("", dev["np008"]["text"])
-    window.add(WindowEntry("old", 0.0, fp, "old", "old"))
-    window.add(WindowEntry("new", 5.0, fp, "new", "new"))
+    profile = make_profile("", dev["np008"]["text"])
+    window.add(WindowEntry("old", 0.0, fp, "old", "old", profile))
+    window.add(WindowEntry("new", 5.0, fp, "old", "new", profile))
     assert set(window.frequencies.counts(fp.shingles).tolist()) == {2}
-    window.add(WindowEntry("newest", 20.0, fingerprint("", "Unrelated words here."), "x", "x"))
+    assert window.stories == {"old": ["old", "new"]}
+    window.add(profiled("newest", 20.0, "Unrelated words here."))
     assert window.evict_expired() == ["old", "new"]
     assert set(window.frequencies.counts(fp.shingles).tolist()) == {0}
     assert not any("old" in p or "new" in p for p in window.postings.values())
+    assert not any("old" in p or "new" in p for p in window.story_postings.values())
+    assert window.stories == {"newest": ["newest"]}
 
 
 def test_hashes_are_stable_across_processes() -> None:

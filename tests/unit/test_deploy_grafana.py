@@ -65,7 +65,7 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
         ),
         "errors and DLQ": "_dead_letters_total",
         "lag": "_consumer_lag_messages",
-        "dedup ratio": 'wirewatch_dedup_articles_total{outcome=~"copy|rewrite"}',
+        "dedup ratio": 'wirewatch_dedup_articles_total{outcome=~"copy|same_story"}',
         "events by CAMEO root": "sum by (cameo_root",
     }
     for what, fragment in wanted.items():
