@@ -5,6 +5,9 @@
   three characters of the CAMEO actor code; IGOs by their first six, e.g. IGOEUR), because the
   gold mixes "USA" and "USAGOV" for the same kind of actor.
 - ``cameo_manual_examples.jsonl``: root-code accuracy of the sentence's main action.
+- ``plover_gsr_cameo_manual.jsonl``: micro P/R/F1 for (source country, target country, PLOVER
+  category), the CAMEO codes predicted mapped with ``raw/PLOVER/CAMEO2PLOVER-2021.txt`` (see
+  :func:`plover_category` for how its 2021 category names meet the GSR's later ones).
 - ``petrarch2_unit_tests.jsonl`` (a held-out check: nothing was tuned on it): root-code accuracy
   of the main action on its event records, a hit when it is the root of any gold event. Its
   actors are fictional countries only PETRARCH's own dictionaries know, so actors are not
@@ -55,6 +58,73 @@ def record_date(record: dict[str, Any]) -> date:
     return date(2008, 8, 6)
 
 
+# CAMEO's own country codes where they differ from ISO 3166 alpha-3 (the PLOVER GSR keeps a few).
+LEGACY_COUNTRY_CODES = {"JAP": "JPN"}
+
+
+def load_cameo_to_plover() -> dict[str, str]:
+    """CAMEO code -> PLOVER category, from the PLOVER project's 2021 conversion table.
+
+    Lines read ``030: AGREE, mode, context # label``; a root appears twice where PLOVER splits it
+    (``08: CONCEDE`` and ``08: RETREAT``), and its codes then say which is which.
+    """
+    path = eval_dir() / "events" / "raw" / "PLOVER" / "CAMEO2PLOVER-2021.txt"
+    table: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        code, sep, rest = line.partition(":")
+        if not sep or not code.strip().isdigit():
+            continue
+        fields = [f.strip() for f in rest.split("#", 1)[0].split(",")]
+        mode = fields[1] if len(fields) > 1 else ""
+        category = fields[0]
+        if category:
+            table.setdefault(code.strip(), f"{category}/{mode}")
+    return table
+
+
+def plover_category(table: dict[str, str], cameo_code: str) -> str | None:
+    """The PLOVER category of a CAMEO code: its own line in the table, else its parent's.
+
+    The table (draft 0.8, 2021) names categories as that draft did; the GSR was coded with the
+    later names, which the PLOVER README's CAMEO table gives: REQUEST is DEMAND, ACCUSE is
+    DISAPPROVE except its "investigate" mode (09), which is INVESTIGATE, and ASSAULT is split
+    into FIGHT (conventional military force, CAMEO 19, except the 191/192 the table makes
+    COERCE) and ASSAULT (18, 20). Roots 01 and 02 have no PLOVER category.
+    """
+    for length in range(len(cameo_code), 1, -1):
+        found = table.get(cameo_code[:length])
+        if found is not None:
+            break
+    else:
+        return None
+    category, _, mode = found.partition("/")
+    if category == "REQUEST":
+        return "DEMAND"
+    if category == "ACCUSE":
+        return "INVESTIGATE" if mode == "investigate" else "DISAPPROVE"
+    if category == "ASSAULT" and cameo_code.startswith("19"):
+        return "FIGHT"
+    return category
+
+
+def plover_actor(country: str | None, role: str | None) -> str:
+    """How the PLOVER GSR names an actor: ISO-3 country, else IGO or NGO, else unknown."""
+    if role in ("IGO", "NGO") and not country:
+        return role
+    country = LEGACY_COUNTRY_CODES.get(country or "", country)
+    return country or "---"
+
+
+def plover_gold(record: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(source, target, category) for each pair of a gold event's actors; no target is "---"."""
+    return {
+        (plover_actor(s, None), plover_actor(t, None), e["plover_event"])
+        for e in record["expected"]
+        for s in e["source_actor"]
+        for t in e["target_actor"] or ["---"]
+    }
+
+
 def coder_predict(coder: Coder, record: dict[str, Any]) -> set[tuple[str, str, str]]:
     return {
         (actor_norm(m.source.cameo_code), actor_norm(m.target.cameo_code), m.action.cameo_code)
@@ -76,6 +146,53 @@ def baseline_predict(coder: Coder, record: dict[str, Any]) -> set[tuple[str, str
     if len(actors) < 2 or code_found is None:
         return set()
     return {(actors[0], actors[1], code_found)}
+
+
+def plover_predict(
+    coder: Coder, table: dict[str, str], record: dict[str, Any]
+) -> set[tuple[str, str, str]]:
+    found: set[tuple[str, str, str]] = set()
+    for m in coder.code_sentence(record["sentence"], record_date(record)):
+        category = plover_category(table, m.action.cameo_code)
+        if category is not None:
+            source = plover_actor(m.source.country, m.source.role)
+            found.add((source, plover_actor(m.target.country, m.target.role), category))
+    return found
+
+
+def plover_baseline_predict(
+    coder: Coder, table: dict[str, str], record: dict[str, Any]
+) -> set[tuple[str, str, str]]:
+    """The keyword baseline's first two actors and first lexicon word, as PLOVER."""
+    doc = coder.splitter(record["sentence"])
+    matches = DocActors(doc, coder.actors, on=record_date(record))
+    actors: list[str] = []
+    for match in matches.matches:
+        entry = match.entries[0]
+        code = plover_actor(entry.country, entry.role)
+        if code not in actors:
+            actors.append(code)
+    code_found = baseline_code(coder, record["sentence"])
+    category = plover_category(table, code_found) if code_found else None
+    if len(actors) < 2 or category is None:
+        return set()
+    return {(actors[0], actors[1], category)}
+
+
+def score_sets(
+    records: list[dict[str, Any]], gold_of: Any, predict: Any
+) -> tuple[float, float, float]:
+    """Micro P/R/F1 of predicted against gold tuples, record by record."""
+    tp = fp = fn = 0
+    for record in records:
+        gold, predicted = gold_of(record), predict(record)
+        tp += len(gold & predicted)
+        fp += len(predicted - gold)
+        fn += len(gold - predicted)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
 
 
 def baseline_code(coder: Coder, sentence: str) -> str | None:
@@ -182,6 +299,19 @@ def main() -> int:
         f"  wirewatch root accuracy {acc:.3f}  baseline {base_acc:.3f}  "
         f"ratio {acc / base_acc if base_acc else float('inf'):.2f} (target >= 0.60)"
     )
+    plover = load("plover_gsr_cameo_manual.jsonl")
+    table = load_cameo_to_plover()
+    print(
+        f"plover_gsr_cameo_manual: {len(plover)} sentences, "
+        f"{sum(len(plover_gold(r)) for r in plover)} (source, target, category) gold tuples"
+    )
+    plover_runs = [
+        ("wirewatch (all roots)", lambda r: plover_predict(full, table, r)),
+        ("baseline (keywords)", lambda r: plover_baseline_predict(full, table, r)),
+    ]
+    for name, predict in plover_runs:
+        p, r, f = score_sets(plover, plover_gold, predict)
+        print(f"  {name:28s} (source, target, category)  P {p:.3f}  R {r:.3f}  F1 {f:.3f}")
     unit = [
         r
         for r in load("petrarch2_unit_tests.jsonl")
