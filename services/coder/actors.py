@@ -123,6 +123,8 @@ class ActorDictionary:
             for word in words:
                 self.roles.setdefault(str(word).lower(), str(role))
         self.countryless_roles = frozenset(str(r) for r in roles["countryless"])
+        self.owned_nouns = frozenset(str(w).lower() for w in roles["not_actors"]["owned"])
+        self.authorless_nouns = frozenset(str(w).lower() for w in roles["not_actors"]["none"])
         matching = _load("matching.yaml")
         self.case_sensitive = frozenset(str(w).lower() for w in matching["case_sensitive"])
         self.affiliations = frozenset(str(w).lower() for w in matching["affiliations"])
@@ -288,8 +290,21 @@ class DocActors:
 
     def actor_of(self, head: Token) -> Actor | None:
         """The actor the noun phrase headed by ``head`` names, or None."""
+        word = head.lower_
+        thing = head.i not in self.token_match and (
+            word in self.dictionary.owned_nouns
+            or head.lemma_.lower() in self.dictionary.owned_nouns
+        )
+        if head.i not in self.token_match and word in self.dictionary.authorless_nouns:
+            return None
         tokens = _phrase_tokens(head)
         found = [m for m in self.matches if all(i in tokens for i in range(m.start, m.end))]
+        if thing:
+            # "the US proposal", "Russia's attack": the owner or author stands for the thing.
+            if not found:
+                return None
+            owner = min(found, key=lambda m: (KIND_RANK[m.entries[0].kind], m.start))
+            return self.actor_of(self.doc[owner.start : owner.end].root)
         role = self._role(head, tokens)
         if not found and role is not None:
             # "a court in Guyana", "dissidents from Egypt": a bare role takes its country from

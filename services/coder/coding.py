@@ -307,6 +307,18 @@ class Coder:
                 sentence=sent.text.strip(),
                 confidence=round(min(confidence, 0.95), 2),
             )
+            converse = self.lexicon.converse_codes.get(code)
+            if converse is not None and direct:
+                yield from _unseen_mentions(
+                    [(t, s) for s, t in pairs],
+                    seen,
+                    action=self.codebook.action(converse),
+                    event_date=event_date,
+                    planned_date=planned if intent else None,
+                    location=location,
+                    sentence=sent.text.strip(),
+                    confidence=round(min(confidence, 0.95), 2),
+                )
 
     def _noun_mentions(
         self, sent: Span, actors: DocActors, published: date, last_actor: Actor | None
