@@ -268,7 +268,7 @@ class Coder:
                 sources, pronoun = self._sources(token, actors, last_actor)
                 targets, direct = self._targets(token, carrier, actors, entry)
                 if not sources and code[:2] in self.lexicon.reported_hostile_roots:
-                    sources = self._fired_from(token, actors)
+                    sources = self._fired_from(token, actors) or self._fought_in(token, targets)
                     targets = [t for t in targets if all(t.key != s.key for s in sources)]
             if not sources:
                 continue
@@ -517,6 +517,18 @@ class Coder:
             for a in _conjoined_actors(g, actors)
         ]
 
+    def _fought_in(self, verb: Token, targets: list[Actor]) -> list[Actor]:
+        """ "10 Russian soldiers killed in Ukraine": force suffered, with nobody named, by one
+        country's forces in another country is that country's (the events a sentence implies)."""
+        if not _passive(verb) and not (verb.dep_ == "acl" and verb.tag_ == "VBN"):
+            return []
+        location = self._location(verb)
+        if location is None or location.country is None or not targets:
+            return []
+        if any(t.role != "MIL" or t.country in (None, location.country) for t in targets):
+            return []
+        return [Actor(location.name, location.country, "GOV", location.country)]
+
     def _received(
         self, verb: Token, actors: DocActors, last_actor: Actor | None
     ) -> tuple[LexiconEntry, list[Actor], list[Actor], bool] | None:
@@ -671,6 +683,8 @@ class Coder:
                 phrase = verbs.get(f"{lemma} {child.lower_}")
                 if phrase is not None:
                     return phrase, token
+            if child.dep_ in ("dobj", "nsubjpass"):
+                # "imposed sanctions", and passive "sanctions were imposed (by X)".
                 if lemma in self.lexicon.light_verbs:
                     compounds = [c.lower_ for c in child.children if c.dep_ in ("compound", "amod")]
                     noun = next(
@@ -686,7 +700,10 @@ class Coder:
                         noun = self.lexicon.nouns.get(child.lower_)
                     if noun is None:
                         noun = self.lexicon.nouns.get(child.lemma_.lower())
-                    if noun is not None:
+                    if noun is not None and (
+                        not noun.preps
+                        or any(c.dep_ == "prep" and c.lower_ in noun.preps for c in child.children)
+                    ):
                         return noun, child
         entry = verbs.get(lemma)
         if entry is None:
@@ -786,8 +803,9 @@ class Coder:
                     heads.append(child)
                 elif child.dep_ == "prep" and child.lower_ in _TARGET_PREPS:
                     heads.extend(g for g in child.children if g.dep_ == "pobj")
-                elif child.dep_ == "nsubjpass":
+                elif child.dep_ == "nsubjpass" and child.i != carrier.i:
                     heads.append(child)
+        heads.extend(_patients(verb))
         for head in heads:
             found = _conjoined_actors(head, actors)
             if found:
@@ -872,6 +890,26 @@ def _coordinated_countries(head: Token, actor: Actor, actors: DocActors) -> list
                 code = f"{country}{actor.role}" if actor.cameo_code != actor.country else country
                 extra.append(Actor(f"{other.text} {head.text}", country, actor.role, code))
     return extra
+
+
+def _passive(verb: Token) -> bool:
+    return any(c.dep_ in ("auxpass", "nsubjpass") for c in verb.children)
+
+
+def _patients(verb: Token) -> list[Token]:
+    """Who a passive verb acts on when the parse gives it no passive subject of its own: the
+    noun a participle modifies ("soldiers *killed* in Ukraine", "the envoy *expelled* by
+    Russia"), or the subject of the clause a passive is coordinated with ("were arrested and
+    *were released* by X")."""
+    if verb.dep_ == "acl" and verb.tag_ == "VBN":
+        return [verb.head]
+    if (
+        verb.dep_ == "conj"
+        and _passive(verb)
+        and not any(c.dep_ in _SUBJECTS for c in verb.children)
+    ):
+        return [c for c in verb.head.children if c.dep_ in _SUBJECTS]
+    return []
 
 
 def _pairable(source: Actor, target: Actor) -> bool:

@@ -164,3 +164,33 @@ def test_decline_codes_only_with_an_infinitive(coder: Coder) -> None:
 def test_a_promising_light_verb_announces_its_nouns_act(coder: Coder) -> None:
     assert coded(coder, "Germany pledged military aid to Ukraine.") == {("DEU", "UKR", "0332")}
     assert coded(coder, "The US imposed sanctions on Iran.") == {("USA", "IRN", "163")}
+
+
+def test_a_passive_light_verb_carries_its_subjects_code(coder: Coder) -> None:
+    assert coded(coder, "Evidence against Iran was produced by France.") == {("FRA", "IRN", "112")}
+    # Evidence accuses only when it is evidence against someone.
+    assert not any(c[2] == "112" for c in coded(coder, "France presented evidence to Iran."))
+
+
+def test_a_participle_acts_on_the_noun_it_modifies(coder: Coder) -> None:
+    assert ("FRA", "IRNDIP", "166") in coded(
+        coder, "The Iranian diplomats expelled by France left."
+    )
+
+
+def test_a_coordinated_passive_acts_on_the_first_clause_subject(coder: Coder) -> None:
+    assert ("RUSGOV", "---CVL", "084") in {
+        (s, t, c)
+        for s, t, c in coded(
+            coder, "The civilians were arrested in March and were released by Putin on Monday."
+        )
+    }
+
+
+def test_forces_killed_in_another_country_imply_that_countrys_force(coder: Coder) -> None:
+    assert coded(coder, "Five French soldiers were killed in Mali on Monday.") == {
+        ("MLI", "FRAMIL", "190")
+    }
+    # Killed at home, or with nobody's forces named: nothing is implied.
+    assert coded(coder, "Five French soldiers were killed in France on Monday.") == set()
+    assert coded(coder, "Five tourists were killed in Mali on Monday.") == set()
