@@ -123,6 +123,7 @@ class ActorDictionary:
             for word in words:
                 self.roles.setdefault(str(word).lower(), str(role))
         self.countryless_roles = frozenset(str(r) for r in roles["countryless"])
+        self.institutions = frozenset(str(w).lower() for w in roles["institutions"])
         self.owned_nouns = frozenset(str(w).lower() for w in roles["not_actors"]["owned"])
         self.authorless_nouns = frozenset(str(w).lower() for w in roles["not_actors"]["none"])
         matching = _load("matching.yaml")
@@ -244,10 +245,14 @@ class Match:
 class DocActors:
     """The dictionary matches of one parsed document, and actor resolution over them."""
 
-    def __init__(self, doc: Doc, dictionary: ActorDictionary, *, on: date) -> None:
+    def __init__(
+        self, doc: Doc, dictionary: ActorDictionary, *, on: date, home: str | None = None
+    ) -> None:
         self.doc = doc
         self.dictionary = dictionary
         self.on = on
+        # The country the article is about, if one is: bare institutions are its own.
+        self.home = home
         strings = doc.vocab.strings
         spans = [
             Match(start, end, tuple(dictionary.forms[strings[match_id]]))
@@ -314,6 +319,8 @@ class DocActors:
         if not found:
             if role in self.dictionary.countryless_roles:
                 return Actor(head.text, None, role, f"---{role}")
+            if role is not None and self._bare_institution(head):
+                return Actor(head.text, self.home, role, f"{self.home or '---'}{role}")
             return None
         best = min(found, key=lambda m: (KIND_RANK[m.entries[0].kind], abs(m.end - 1 - head.i)))
         entry = best.entries[0]
@@ -338,6 +345,22 @@ class DocActors:
         if role is None:
             return Actor(name, country, "GOV", country or "---")
         return Actor(name, country, role, f"{country or '---'}{role}")
+
+    def _bare_institution(self, head: Token) -> bool:
+        """ "the government", "Congress", "government forces": an institution with nothing
+        that says whose (no modifier other than a determiner)."""
+        words = [t for t in head.subtree if t.i <= head.i and t.dep_ != "det"]
+        phrase = " ".join(t.lower_ for t in words)
+        return phrase in self.dictionary.institutions
+
+    def country_counts(self) -> dict[str, int]:
+        """How often each country is named (country names, capitals, metonyms, people)."""
+        counts: dict[str, int] = {}
+        for match in self.matches:
+            entry = match.entries[0]
+            if entry.country and entry.kind != GROUP:
+                counts[entry.country] = counts.get(entry.country, 0) + 1
+        return counts
 
     def _role(self, head: Token, tokens: set[int]) -> str | None:
         if head.i in self.role_at:

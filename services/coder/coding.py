@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -93,7 +94,13 @@ class Coder:
 
     def candidate_sentences(self, text: str, published: date) -> list[str]:
         """Sentences naming two actors, or one actor and a pronoun that may refer to another."""
+        return self._candidates(text, published)[0]
+
+    def _candidates(self, text: str, published: date) -> tuple[list[str], str | None]:
+        """The candidate sentences, and the country the text is about: the one named more
+        often than all others together, if one is."""
         found: list[str] = []
+        counts: Counter[str] = Counter()
         for paragraph in text.splitlines():
             paragraph = paragraph.strip(" -•\t")
             if len(paragraph) < 12 or not self.actors.may_name_an_actor(paragraph):
@@ -102,11 +109,14 @@ class Coder:
             matches = DocActors(doc, self.actors, on=published)
             if not matches.matches:  # most paragraphs: no sentence to split out
                 continue
+            counts.update(matches.country_counts())
             for sent in self.sentencizer(doc).sents:
                 count = matches.count_in(sent)
                 if count >= 2 or (count == 1 and any(t.lower_ in _PRONOUNS for t in sent)):
                     found.append(sent.text)
-        return found
+        top = counts.most_common(1)
+        home = top[0][0] if top and top[0][1] * 2 > sum(counts.values()) else None
+        return found, home
 
     def code_text(self, text: str, published: date) -> list[Mention]:
         """Every in-scope mention in ``text`` (title and body), in reading order."""
@@ -123,20 +133,20 @@ class Coder:
         its own (about a third of the parsing time), so it runs on a sentence only once the
         sentence turned out to report an event; the sentence is then coded again with them.
         """
-        candidates = [self.candidate_sentences(text, published) for text, published in texts]
+        found_in = [self._candidates(text, published) for text, published in texts]
         docs = self.nlp.pipe(
-            [sentence for sentences in candidates for sentence in sentences],
+            [sentence for sentences, _ in found_in for sentence in sentences],
             disable=[self.entity_recogniser_name],
         )
         coded: list[list[Mention]] = []
-        for (_, published), sentences in zip(texts, candidates, strict=True):
+        for (_, published), (sentences, home) in zip(texts, found_in, strict=True):
             mentions: list[Mention] = []
             last_actor: Actor | None = None
             for doc in itertools.islice(docs, len(sentences)):
-                found, next_actor = self._code_doc(doc, published, last_actor)
+                found, next_actor = self._code_doc(doc, published, last_actor, home)
                 if found:
                     found, next_actor = self._code_doc(
-                        self.entity_recogniser(doc), published, last_actor
+                        self.entity_recogniser(doc), published, last_actor, home
                     )
                 mentions.extend(found)
                 last_actor = next_actor
@@ -144,10 +154,10 @@ class Coder:
         return coded
 
     def _code_doc(
-        self, doc: Doc, published: date, last_actor: Actor | None
+        self, doc: Doc, published: date, last_actor: Actor | None, home: str | None = None
     ) -> tuple[list[Mention], Actor | None]:
         """The doc's in-scope mentions, and the actor a pronoun after it would refer to."""
-        actors = DocActors(doc, self.actors, on=published)
+        actors = DocActors(doc, self.actors, on=published, home=home)
         mentions: list[Mention] = []
         for sent in doc.sents:
             coded = self._code_span(sent, actors, published, last_actor)
@@ -492,7 +502,10 @@ class Coder:
         head = verb.head
         infinitive = any(c.dep_ == "aux" and c.lower_ == "to" for c in verb.children)
         # Only an infinitive is asked for: "told Y *that* Z will V" reports, it does not ask.
-        if verb.dep_ not in ("xcomp", "ccomp", "acl") or head.i == verb.i or not infinitive:
+        # The parser often hangs the infinitive of a passive request on it as a purpose clause.
+        agent = any(c.dep_ == "agent" for c in head.children)
+        deps = ("xcomp", "ccomp", "acl", "advcl") if agent else ("xcomp", "ccomp", "acl")
+        if verb.dep_ not in deps or head.i == verb.i or not infinitive:
             return False
         if self.lexicon.lemma(head) not in self.lexicon.request_verbs:
             return False
@@ -501,6 +514,9 @@ class Coder:
             return True
         asked = [c for c in head.children if c.dep_ in ("dobj", "dative")]
         asked += [c for c in verb.children if c.dep_ in _SUBJECTS]
+        if any(c.dep_ == "agent" for c in head.children):
+            # "Y was urged by X to V" (but "Y is expected to V" is Y's own plan).
+            asked += [c for c in head.children if c.dep_ == "nsubjpass"]
         return bool(asked)
 
     def _fired_from(self, verb: Token, actors: DocActors) -> list[Actor]:

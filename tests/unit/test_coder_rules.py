@@ -194,3 +194,27 @@ def test_forces_killed_in_another_country_imply_that_countrys_force(coder: Coder
     # Killed at home, or with nobody's forces named: nothing is implied.
     assert coded(coder, "Five French soldiers were killed in France on Monday.") == set()
     assert coded(coder, "Five tourists were killed in Mali on Monday.") == set()
+
+
+def test_a_bare_institution_has_no_country_in_a_sentence_alone(coder: Coder) -> None:
+    assert coded(coder, "Parliament condemned Iran on Monday.") == {("---LEG", "IRN", "111")}
+    # Whose it is, when said, is kept.
+    assert coded(coder, "The Iranian parliament condemned Israel on Monday.") == {
+        ("IRNLEG", "ISR", "111")
+    }
+
+
+def test_a_bare_institution_is_the_country_the_article_is_about(coder: Coder) -> None:
+    text = (
+        "Brazil's president Luiz Inacio Lula da Silva spoke in Brasilia on Monday.\n"
+        "Brazil will host the summit, Brazil's foreign ministry said.\n"
+        "Congress condemned Argentina and Chile on Monday."
+    )
+    mentions = coder.code_text(text, MONDAY)
+    assert ("BRALEG", "ARG", "111") in {
+        (m.source.cameo_code, m.target.cameo_code, m.action.cameo_code) for m in mentions
+    }
+
+
+def test_an_act_asked_of_a_passive_subject_is_not_done(coder: Coder) -> None:
+    assert not any(c[2] == "070" for c in coded(coder, "Obama was pressed by Iran to help Iraq."))
