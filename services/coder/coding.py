@@ -247,6 +247,8 @@ class Coder:
                 # "agreed to lift the sanctions", "seeking to deepen a partnership": the act
                 # announced is coded (with its intent code), not the announcing.
                 continue
+            if _purpose_of_same_act(token, entry, found_all):
+                continue
             intent = _is_intent(token, self.lexicon.intent_verbs) or self._promises(token, carrier)
             code = self.lexicon.code_for(entry, intent=intent)
             if self._negated(token):
@@ -906,6 +908,21 @@ def _coordinated_countries(head: Token, actor: Actor, actors: DocActors) -> list
                 code = f"{country}{actor.role}" if actor.cameo_code != actor.country else country
                 extra.append(Actor(f"{other.text} {head.text}", country, actor.role, code))
     return extra
+
+
+def _purpose_of_same_act(
+    verb: Token,
+    entry: LexiconEntry,
+    found_all: list[tuple[Token, tuple[LexiconEntry, Token] | None]],
+) -> bool:
+    """ "will meet in Zurich to discuss trade": an infinitive of purpose under a verb of the same
+    CAMEO root names the same act, which is coded once, on the governing verb."""
+    if verb.dep_ not in ("advcl", "xcomp") or verb.head.i == verb.i:
+        return False
+    if not any(c.dep_ == "aux" and c.lower_ == "to" for c in verb.children):
+        return False
+    head = next((f for t, f in found_all if t.i == verb.head.i and f is not None), None)
+    return head is not None and head[0].code[:2] == entry.code[:2]
 
 
 def _passive(verb: Token) -> bool:

@@ -218,3 +218,9 @@ def test_a_bare_institution_is_the_country_the_article_is_about(coder: Coder) ->
 
 def test_an_act_asked_of_a_passive_subject_is_not_done(coder: Coder) -> None:
     assert not any(c[2] == "070" for c in coded(coder, "Obama was pressed by Iran to help Iraq."))
+
+
+def test_meeting_to_discuss_is_one_meeting(coder: Coder) -> None:
+    assert coded(coder, "Macron met Scholz in Berlin to discuss trade on Monday.") == {
+        ("FRAGOV", "DEUGOV", "040")
+    }
