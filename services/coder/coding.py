@@ -11,7 +11,7 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from services.coder.actions import Action, Codebook, Lexicon, LexiconEntry
 from services.coder.actors import Actor, ActorDictionary, DocActors
+from services.coder.confidence import basis_of, confidence_of
 from services.coder.dates import date_phrases, resolve_date
 from services.coder.memo import remember_rule_components
 
@@ -70,6 +71,9 @@ class Mention:
     location: Location | None
     sentence: str
     confidence: float
+    # How it was found (a cell of data/confidence.yaml): provenance, not part of what the
+    # mention says, so neither compared nor sent between services.
+    basis: str = field(default="", compare=False)
 
     @property
     def anchor(self) -> date:
@@ -266,6 +270,7 @@ class Coder:
                     continue
             demanded = self._demand(token, actors, last_actor)
             received = self._received(token, actors, last_actor)
+            implied = False
             if received is not None:
                 # "Ukraine received weapons from the US": the giver acts on the receiver.
                 entry, sources, targets, pronoun = received
@@ -282,6 +287,7 @@ class Coder:
                 if not sources and code[:2] in self.lexicon.reported_hostile_roots:
                     sources = self._fired_from(token, actors) or self._fought_in(token, targets)
                     targets = [t for t in targets if all(t.key != s.key for s in sources)]
+                    implied = bool(sources)
             if not sources:
                 continue
             if entry.weak and not direct:
@@ -290,6 +296,7 @@ class Coder:
             place_root = code[:2] in self.lexicon.place_target_roots or code == "036"
             if not targets and place_root and location is not None and location.country:
                 targets = [Actor(location.name, location.country, "GOV", location.country)]
+                implied = True
             pairs = [(s, t) for s in sources for t in targets if _pairable(s, t)]
             if not targets and len(sources) > 1:
                 pairs = [(s, t) for s in sources for t in sources if _pairable(s, t)]
@@ -307,8 +314,10 @@ class Coder:
                 continue
             action = self.codebook.action(code)
             event_date, planned = _event_dates(token, sent, published, intent)
-            confidence = 0.55 + (0.2 if direct else 0.0) - (0.15 if pronoun else 0.0)
-            confidence += 0.1 if not intent or planned is not None else 0.0
+            basis = basis_of(
+                "implied" if implied else "verb", direct=direct, intent=intent, pronoun=pronoun
+            )
+            confidence = confidence_of(basis)
             yield from _unseen_mentions(
                 pairs,
                 seen,
@@ -317,7 +326,8 @@ class Coder:
                 planned_date=planned if intent else None,
                 location=location,
                 sentence=sent.text.strip(),
-                confidence=round(min(confidence, 0.95), 2),
+                confidence=confidence,
+                basis=basis,
             )
             converse = self.lexicon.converse_codes.get(code)
             if converse is not None and direct:
@@ -329,7 +339,8 @@ class Coder:
                     planned_date=planned if intent else None,
                     location=location,
                     sentence=sent.text.strip(),
-                    confidence=round(min(confidence, 0.95), 2),
+                    confidence=confidence,
+                    basis=basis,
                 )
 
     def _noun_mentions(
@@ -365,6 +376,7 @@ class Coder:
             )
             code = self.lexicon.code_for(entry, intent=intent)
             event_date, planned = _event_dates(noun, sent, published, intent)
+            basis = basis_of("meeting_noun", direct=True, intent=intent, pronoun=pronoun)
             for source, target in pairs:
                 yield Mention(
                     source=source,
@@ -374,7 +386,8 @@ class Coder:
                     planned_date=planned if intent else None,
                     location=None,
                     sentence=sent.text.strip(),
-                    confidence=0.5 - (0.15 if pronoun else 0.0),
+                    confidence=confidence_of(basis),
+                    basis=basis,
                 )
 
     def _noun_events(self, sent: Span, actors: DocActors, published: date) -> Iterator[Mention]:
@@ -407,6 +420,7 @@ class Coder:
             code = self.lexicon.code_for(entry, intent=intent)
             action = self.codebook.action(code)
             event_date, planned = _event_dates(noun, sent, published, intent)
+            basis = basis_of("event_noun", direct=True, intent=intent, pronoun=False)
             yield from _unseen_mentions(
                 pairs,
                 seen,
@@ -415,7 +429,8 @@ class Coder:
                 planned_date=planned if intent else None,
                 location=location,
                 sentence=sent.text.strip(),
-                confidence=0.45,
+                confidence=confidence_of(basis),
+                basis=basis,
             )
 
     def _event_noun(self, token: Token) -> LexiconEntry | None:
@@ -667,6 +682,7 @@ class Coder:
                 if target is None:
                     continue
                 event_date, _ = _event_dates(verb, sent, published, False)
+                basis = basis_of("criticism", direct=False, intent=False, pronoun=pronoun)
                 for source in sources:
                     if _pairable(source, target):
                         yield Mention(
@@ -677,7 +693,8 @@ class Coder:
                             planned_date=None,
                             location=self._location(verb),
                             sentence=sent.text.strip(),
-                            confidence=0.45 - (0.15 if pronoun else 0.0),
+                            confidence=confidence_of(basis),
+                            basis=basis,
                         )
                 return
 
@@ -1099,6 +1116,7 @@ def _unseen_mentions(
     location: Location | None,
     sentence: str,
     confidence: float,
+    basis: str,
 ) -> Iterator[Mention]:
     """One mention a pair, skipping pairs already coded with this action root in the sentence
     (a sentence that says one thing twice reports one event)."""
@@ -1116,4 +1134,5 @@ def _unseen_mentions(
             location=location,
             sentence=sentence,
             confidence=confidence,
+            basis=basis,
         )

@@ -224,3 +224,13 @@ def test_meeting_to_discuss_is_one_meeting(coder: Coder) -> None:
     assert coded(coder, "Macron met Scholz in Berlin to discuss trade on Monday.") == {
         ("FRAGOV", "DEUGOV", "040")
     }
+
+
+def test_an_announced_act_is_trusted_less_than_one_done(coder: Coder) -> None:
+    """The GSR often codes the act an announcement names (see docs/coder.md), so the fitted
+    table puts announced intent below the 0.7 a subscriber may filter on."""
+    done = coder.code_sentence("Macron met Scholz in Berlin on Monday.", MONDAY)
+    announced = coder.code_sentence("Macron will meet Scholz in Berlin on Friday.", MONDAY)
+    assert [m.basis for m in done] == ["verb/direct/act/named"]
+    assert [m.basis for m in announced] == ["verb/direct/intent/named"]
+    assert done[0].confidence >= 0.7 > announced[0].confidence
