@@ -115,14 +115,24 @@ def plover_actor(country: str | None, role: str | None) -> str:
     return country or "---"
 
 
-def plover_gold(record: dict[str, Any]) -> set[tuple[str, str, str]]:
-    """(source, target, category) for each pair of a gold event's actors; no target is "---"."""
-    return {
-        (plover_actor(s, None), plover_actor(t, None), e["plover_event"])
-        for e in record["expected"]
-        for s in e["source_actor"]
-        for t in e["target_actor"] or ["---"]
-    }
+def plover_gold(
+    record: dict[str, Any], *, joint_as_pairs: bool = False
+) -> set[tuple[str, str, str]]:
+    """(source, target, category) for each pair of a gold event's actors; no target is "---".
+
+    With ``joint_as_pairs``, an event with several sources and no target ("Jordan and Britain
+    agreed to ...", their joint act, as PLOVER codes it) is each ordered pair of them, as CAMEO
+    coding (and this coder) states a joint act.
+    """
+    found: set[tuple[str, str, str]] = set()
+    for e in record["expected"]:
+        sources = [plover_actor(s, None) for s in e["source_actor"]]
+        targets = [plover_actor(t, None) for t in e["target_actor"]]
+        if joint_as_pairs and len(sources) > 1 and not targets:
+            found |= {(s, t, e["plover_event"]) for s in sources for t in sources if s != t}
+        else:
+            found |= {(s, t, e["plover_event"]) for s in sources for t in targets or ["---"]}
+    return found
 
 
 def coder_predict(coder: Coder, record: dict[str, Any]) -> set[tuple[str, str, str]]:
@@ -378,9 +388,18 @@ def main() -> int:
         ("wirewatch (all roots)", lambda r: plover_predict(full, table, r)),
         ("baseline (keywords)", lambda r: plover_baseline_predict(full, table, r)),
     ]
+    joint = sum(
+        1
+        for record in plover
+        for e in record["expected"]
+        if len(e["source_actor"]) > 1 and not e["target_actor"]
+    )
+    print(f"  (of its events, {joint} are joint acts: several sources and no target)")
     for name, predict in plover_runs:
         p, r, f = score_sets(plover, plover_gold, predict)
         print(f"  {name:28s} (source, target, category)  P {p:.3f}  R {r:.3f}  F1 {f:.3f}")
+        p, r, f = score_sets(plover, lambda r_: plover_gold(r_, joint_as_pairs=True), predict)
+        print(f"  {name:28s}   joint acts as pairs      P {p:.3f}  R {r:.3f}  F1 {f:.3f}")
     confident = [
         (m.confidence >= 0.7, found in plover_gold(record))
         for record in plover

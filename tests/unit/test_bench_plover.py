@@ -32,3 +32,14 @@ def test_plover_gold_pairs_compound_actors_and_marks_a_missing_target() -> None:
         ("JPN", "IGO", "AID"),
     }
     assert plover_actor(None, "IGO") == "IGO" and plover_actor(None, "GOV") == "---"
+
+
+def test_a_joint_act_may_be_read_as_each_pair_of_its_sources() -> None:
+    record = {
+        "expected": [{"source_actor": ["JOR", "GBR"], "target_actor": [], "plover_event": "AGREE"}]
+    }
+    assert plover_gold(record) == {("JOR", "---", "AGREE"), ("GBR", "---", "AGREE")}
+    assert plover_gold(record, joint_as_pairs=True) == {
+        ("JOR", "GBR", "AGREE"),
+        ("GBR", "JOR", "AGREE"),
+    }
