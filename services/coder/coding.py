@@ -285,7 +285,11 @@ class Coder:
                 sources, pronoun = self._sources(token, actors, last_actor)
                 targets, direct = self._targets(token, carrier, actors, entry)
                 if not sources and code[:2] in self.lexicon.reported_hostile_roots:
-                    sources = self._fired_from(token, actors) or self._fought_in(token, targets)
+                    sources = (
+                        self._fired_from(token, actors)
+                        or self._done_in(token, actors)
+                        or self._fought_in(token, targets)
+                    )
                     targets = [t for t in targets if all(t.key != s.key for s in sources)]
                     implied = bool(sources)
             if not sources:
@@ -549,6 +553,20 @@ class Coder:
             if g.dep_ == "pobj"
             for a in _conjoined_actors(g, actors)
         ]
+
+    def _done_in(self, verb: Token, actors: DocActors) -> list[Actor]:
+        """ "were killed in an air strike by government forces": with no agent, the doer of the
+        hostile act the passive happened in."""
+        if not _passive(verb) and not (verb.dep_ == "acl" and verb.tag_ == "VBN"):
+            return []
+        for child in verb.children:
+            if child.dep_ == "prep" and child.lower_ in ("in", "during"):
+                for noun in child.children:
+                    if noun.dep_ == "pobj" and self._event_noun(noun) is not None:
+                        found = self._noun_sources(noun, actors)
+                        if found:
+                            return found
+        return []
 
     def _fought_in(self, verb: Token, targets: list[Actor]) -> list[Actor]:
         """ "10 Russian soldiers killed in Ukraine": force suffered, with nobody named, by one

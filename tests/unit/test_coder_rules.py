@@ -234,3 +234,9 @@ def test_an_announced_act_is_trusted_less_than_one_done(coder: Coder) -> None:
     assert [m.basis for m in done] == ["verb/direct/act/named"]
     assert [m.basis for m in announced] == ["verb/direct/intent/named"]
     assert done[0].confidence >= 0.7 > announced[0].confidence
+
+
+def test_a_passive_hostile_act_takes_its_doer_from_the_act_it_happened_in(coder: Coder) -> None:
+    assert ("UKRGOV", "RUS", "112") in coded(
+        coder, "Zelensky said five civilians were killed in an air strike by Russia on Monday."
+    )
