@@ -296,6 +296,10 @@ class Coder:
                 continue
             if entry.weak and not direct:
                 continue
+            armed = self.lexicon.armed_target_codes.get(code)
+            if armed and targets and all(t.role in self.lexicon.armed_roles for t in targets):
+                # "expelling Ukrainian troops from Kursk" is force, not an expulsion.
+                code = armed
             location = self._location(token) or self._location(carrier)
             place_root = code[:2] in self.lexicon.place_target_roots or code == "036"
             if not targets and place_root and location is not None and location.country:

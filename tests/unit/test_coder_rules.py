@@ -240,3 +240,12 @@ def test_a_passive_hostile_act_takes_its_doer_from_the_act_it_happened_in(coder:
     assert ("UKRGOV", "RUS", "112") in coded(
         coder, "Zelensky said five civilians were killed in an air strike by Russia on Monday."
     )
+
+
+def test_expelling_armed_forces_is_force_and_diplomats_an_expulsion(coder: Coder) -> None:
+    assert coded(coder, "Russia expelled Ukrainian troops from Kursk on Monday.") == {
+        ("RUS", "UKRMIL", "190")
+    }
+    assert coded(coder, "Russia expelled Ukrainian diplomats on Monday.") == {
+        ("RUS", "UKRDIP", "166")
+    }
