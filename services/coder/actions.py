@@ -136,6 +136,9 @@ class Lexicon:
         self.negated_will_verbs = frozenset(data["negated_will_verbs"])
         self.criticism_code = str(data["criticism_code"])
         self.symmetric_codes = frozenset(str(c) for c in data["symmetric_codes"])
+        self.converse_codes = {str(k): str(v) for k, v in data["converse_codes"].items()}
+        self.armed_target_codes = {str(k): str(v) for k, v in data["armed_target_codes"].items()}
+        self.armed_roles = frozenset(str(r) for r in data["armed_roles"])
         self.place_target_roots = frozenset(str(r) for r in data["place_target_roots"])
         self.request_verbs = frozenset(data["request_verbs"])
         self.appeal_code = str(data["appeal_code"])

@@ -123,6 +123,9 @@ class ActorDictionary:
             for word in words:
                 self.roles.setdefault(str(word).lower(), str(role))
         self.countryless_roles = frozenset(str(r) for r in roles["countryless"])
+        self.institutions = frozenset(str(w).lower() for w in roles["institutions"])
+        self.owned_nouns = frozenset(str(w).lower() for w in roles["not_actors"]["owned"])
+        self.authorless_nouns = frozenset(str(w).lower() for w in roles["not_actors"]["none"])
         matching = _load("matching.yaml")
         self.case_sensitive = frozenset(str(w).lower() for w in matching["case_sensitive"])
         self.affiliations = frozenset(str(w).lower() for w in matching["affiliations"])
@@ -242,10 +245,14 @@ class Match:
 class DocActors:
     """The dictionary matches of one parsed document, and actor resolution over them."""
 
-    def __init__(self, doc: Doc, dictionary: ActorDictionary, *, on: date) -> None:
+    def __init__(
+        self, doc: Doc, dictionary: ActorDictionary, *, on: date, home: str | None = None
+    ) -> None:
         self.doc = doc
         self.dictionary = dictionary
         self.on = on
+        # The country the article is about, if one is: bare institutions are its own.
+        self.home = home
         strings = doc.vocab.strings
         spans = [
             Match(start, end, tuple(dictionary.forms[strings[match_id]]))
@@ -288,8 +295,21 @@ class DocActors:
 
     def actor_of(self, head: Token) -> Actor | None:
         """The actor the noun phrase headed by ``head`` names, or None."""
+        word = head.lower_
+        thing = head.i not in self.token_match and (
+            word in self.dictionary.owned_nouns
+            or head.lemma_.lower() in self.dictionary.owned_nouns
+        )
+        if head.i not in self.token_match and word in self.dictionary.authorless_nouns:
+            return None
         tokens = _phrase_tokens(head)
         found = [m for m in self.matches if all(i in tokens for i in range(m.start, m.end))]
+        if thing:
+            # "the US proposal", "Russia's attack": the owner or author stands for the thing.
+            if not found:
+                return None
+            owner = min(found, key=lambda m: (KIND_RANK[m.entries[0].kind], m.start))
+            return self.actor_of(self.doc[owner.start : owner.end].root)
         role = self._role(head, tokens)
         if not found and role is not None:
             # "a court in Guyana", "dissidents from Egypt": a bare role takes its country from
@@ -299,6 +319,8 @@ class DocActors:
         if not found:
             if role in self.dictionary.countryless_roles:
                 return Actor(head.text, None, role, f"---{role}")
+            if role is not None and self._bare_institution(head):
+                return Actor(head.text, self.home, role, f"{self.home or '---'}{role}")
             return None
         best = min(found, key=lambda m: (KIND_RANK[m.entries[0].kind], abs(m.end - 1 - head.i)))
         entry = best.entries[0]
@@ -323,6 +345,22 @@ class DocActors:
         if role is None:
             return Actor(name, country, "GOV", country or "---")
         return Actor(name, country, role, f"{country or '---'}{role}")
+
+    def _bare_institution(self, head: Token) -> bool:
+        """ "the government", "Congress", "government forces": an institution with nothing
+        that says whose (no modifier other than a determiner)."""
+        words = [t for t in head.subtree if t.i <= head.i and t.dep_ != "det"]
+        phrase = " ".join(t.lower_ for t in words)
+        return phrase in self.dictionary.institutions
+
+    def country_counts(self) -> dict[str, int]:
+        """How often each country is named (country names, capitals, metonyms, people)."""
+        counts: dict[str, int] = {}
+        for match in self.matches:
+            entry = match.entries[0]
+            if entry.country and entry.kind != GROUP:
+                counts[entry.country] = counts.get(entry.country, 0) + 1
+        return counts
 
     def _role(self, head: Token, tokens: set[int]) -> str | None:
         if head.i in self.role_at:

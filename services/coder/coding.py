@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -23,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from services.coder.actions import Action, Codebook, Lexicon, LexiconEntry
 from services.coder.actors import Actor, ActorDictionary, DocActors
+from services.coder.confidence import basis_of, confidence_of
 from services.coder.dates import date_phrases, resolve_date
 from services.coder.memo import remember_rule_components
 
@@ -69,6 +71,9 @@ class Mention:
     location: Location | None
     sentence: str
     confidence: float
+    # How it was found (a cell of data/confidence.yaml): provenance, not part of what the
+    # mention says, so neither compared nor sent between services.
+    basis: str = field(default="", compare=False)
 
     @property
     def anchor(self) -> date:
@@ -93,7 +98,13 @@ class Coder:
 
     def candidate_sentences(self, text: str, published: date) -> list[str]:
         """Sentences naming two actors, or one actor and a pronoun that may refer to another."""
+        return self._candidates(text, published)[0]
+
+    def _candidates(self, text: str, published: date) -> tuple[list[str], str | None]:
+        """The candidate sentences, and the country the text is about: the one named more
+        often than all others together, if one is."""
         found: list[str] = []
+        counts: Counter[str] = Counter()
         for paragraph in text.splitlines():
             paragraph = paragraph.strip(" -•\t")
             if len(paragraph) < 12 or not self.actors.may_name_an_actor(paragraph):
@@ -102,11 +113,14 @@ class Coder:
             matches = DocActors(doc, self.actors, on=published)
             if not matches.matches:  # most paragraphs: no sentence to split out
                 continue
+            counts.update(matches.country_counts())
             for sent in self.sentencizer(doc).sents:
                 count = matches.count_in(sent)
                 if count >= 2 or (count == 1 and any(t.lower_ in _PRONOUNS for t in sent)):
                     found.append(sent.text)
-        return found
+        top = counts.most_common(1)
+        home = top[0][0] if top and top[0][1] * 2 > sum(counts.values()) else None
+        return found, home
 
     def code_text(self, text: str, published: date) -> list[Mention]:
         """Every in-scope mention in ``text`` (title and body), in reading order."""
@@ -123,20 +137,20 @@ class Coder:
         its own (about a third of the parsing time), so it runs on a sentence only once the
         sentence turned out to report an event; the sentence is then coded again with them.
         """
-        candidates = [self.candidate_sentences(text, published) for text, published in texts]
+        found_in = [self._candidates(text, published) for text, published in texts]
         docs = self.nlp.pipe(
-            [sentence for sentences in candidates for sentence in sentences],
+            [sentence for sentences, _ in found_in for sentence in sentences],
             disable=[self.entity_recogniser_name],
         )
         coded: list[list[Mention]] = []
-        for (_, published), sentences in zip(texts, candidates, strict=True):
+        for (_, published), (sentences, home) in zip(texts, found_in, strict=True):
             mentions: list[Mention] = []
             last_actor: Actor | None = None
             for doc in itertools.islice(docs, len(sentences)):
-                found, next_actor = self._code_doc(doc, published, last_actor)
+                found, next_actor = self._code_doc(doc, published, last_actor, home)
                 if found:
                     found, next_actor = self._code_doc(
-                        self.entity_recogniser(doc), published, last_actor
+                        self.entity_recogniser(doc), published, last_actor, home
                     )
                 mentions.extend(found)
                 last_actor = next_actor
@@ -144,10 +158,10 @@ class Coder:
         return coded
 
     def _code_doc(
-        self, doc: Doc, published: date, last_actor: Actor | None
+        self, doc: Doc, published: date, last_actor: Actor | None, home: str | None = None
     ) -> tuple[list[Mention], Actor | None]:
         """The doc's in-scope mentions, and the actor a pronoun after it would refer to."""
-        actors = DocActors(doc, self.actors, on=published)
+        actors = DocActors(doc, self.actors, on=published, home=home)
         mentions: list[Mention] = []
         for sent in doc.sents:
             coded = self._code_span(sent, actors, published, last_actor)
@@ -237,6 +251,8 @@ class Coder:
                 # "agreed to lift the sanctions", "seeking to deepen a partnership": the act
                 # announced is coded (with its intent code), not the announcing.
                 continue
+            if _purpose_of_same_act(token, entry, found_all):
+                continue
             intent = _is_intent(token, self.lexicon.intent_verbs) or self._promises(token, carrier)
             code = self.lexicon.code_for(entry, intent=intent)
             if self._negated(token):
@@ -254,6 +270,7 @@ class Coder:
                     continue
             demanded = self._demand(token, actors, last_actor)
             received = self._received(token, actors, last_actor)
+            implied = False
             if received is not None:
                 # "Ukraine received weapons from the US": the giver acts on the receiver.
                 entry, sources, targets, pronoun = received
@@ -268,16 +285,26 @@ class Coder:
                 sources, pronoun = self._sources(token, actors, last_actor)
                 targets, direct = self._targets(token, carrier, actors, entry)
                 if not sources and code[:2] in self.lexicon.reported_hostile_roots:
-                    sources = self._fired_from(token, actors)
+                    sources = (
+                        self._fired_from(token, actors)
+                        or self._done_in(token, actors)
+                        or self._fought_in(token, targets)
+                    )
                     targets = [t for t in targets if all(t.key != s.key for s in sources)]
+                    implied = bool(sources)
             if not sources:
                 continue
             if entry.weak and not direct:
                 continue
+            armed = self.lexicon.armed_target_codes.get(code)
+            if armed and targets and all(t.role in self.lexicon.armed_roles for t in targets):
+                # "expelling Ukrainian troops from Kursk" is force, not an expulsion.
+                code = armed
             location = self._location(token) or self._location(carrier)
             place_root = code[:2] in self.lexicon.place_target_roots or code == "036"
             if not targets and place_root and location is not None and location.country:
                 targets = [Actor(location.name, location.country, "GOV", location.country)]
+                implied = True
             pairs = [(s, t) for s in sources for t in targets if _pairable(s, t)]
             if not targets and len(sources) > 1:
                 pairs = [(s, t) for s in sources for t in sources if _pairable(s, t)]
@@ -295,8 +322,10 @@ class Coder:
                 continue
             action = self.codebook.action(code)
             event_date, planned = _event_dates(token, sent, published, intent)
-            confidence = 0.55 + (0.2 if direct else 0.0) - (0.15 if pronoun else 0.0)
-            confidence += 0.1 if not intent or planned is not None else 0.0
+            basis = basis_of(
+                "implied" if implied else "verb", direct=direct, intent=intent, pronoun=pronoun
+            )
+            confidence = confidence_of(basis)
             yield from _unseen_mentions(
                 pairs,
                 seen,
@@ -305,8 +334,22 @@ class Coder:
                 planned_date=planned if intent else None,
                 location=location,
                 sentence=sent.text.strip(),
-                confidence=round(min(confidence, 0.95), 2),
+                confidence=confidence,
+                basis=basis,
             )
+            converse = self.lexicon.converse_codes.get(code)
+            if converse is not None and direct:
+                yield from _unseen_mentions(
+                    [(t, s) for s, t in pairs],
+                    seen,
+                    action=self.codebook.action(converse),
+                    event_date=event_date,
+                    planned_date=planned if intent else None,
+                    location=location,
+                    sentence=sent.text.strip(),
+                    confidence=confidence,
+                    basis=basis,
+                )
 
     def _noun_mentions(
         self, sent: Span, actors: DocActors, published: date, last_actor: Actor | None
@@ -341,6 +384,7 @@ class Coder:
             )
             code = self.lexicon.code_for(entry, intent=intent)
             event_date, planned = _event_dates(noun, sent, published, intent)
+            basis = basis_of("meeting_noun", direct=True, intent=intent, pronoun=pronoun)
             for source, target in pairs:
                 yield Mention(
                     source=source,
@@ -350,7 +394,8 @@ class Coder:
                     planned_date=planned if intent else None,
                     location=None,
                     sentence=sent.text.strip(),
-                    confidence=0.5 - (0.15 if pronoun else 0.0),
+                    confidence=confidence_of(basis),
+                    basis=basis,
                 )
 
     def _noun_events(self, sent: Span, actors: DocActors, published: date) -> Iterator[Mention]:
@@ -383,6 +428,7 @@ class Coder:
             code = self.lexicon.code_for(entry, intent=intent)
             action = self.codebook.action(code)
             event_date, planned = _event_dates(noun, sent, published, intent)
+            basis = basis_of("event_noun", direct=True, intent=intent, pronoun=False)
             yield from _unseen_mentions(
                 pairs,
                 seen,
@@ -391,7 +437,8 @@ class Coder:
                 planned_date=planned if intent else None,
                 location=location,
                 sentence=sent.text.strip(),
-                confidence=0.45,
+                confidence=confidence_of(basis),
+                basis=basis,
             )
 
     def _event_noun(self, token: Token) -> LexiconEntry | None:
@@ -480,7 +527,10 @@ class Coder:
         head = verb.head
         infinitive = any(c.dep_ == "aux" and c.lower_ == "to" for c in verb.children)
         # Only an infinitive is asked for: "told Y *that* Z will V" reports, it does not ask.
-        if verb.dep_ not in ("xcomp", "ccomp", "acl") or head.i == verb.i or not infinitive:
+        # The parser often hangs the infinitive of a passive request on it as a purpose clause.
+        agent = any(c.dep_ == "agent" for c in head.children)
+        deps = ("xcomp", "ccomp", "acl", "advcl") if agent else ("xcomp", "ccomp", "acl")
+        if verb.dep_ not in deps or head.i == verb.i or not infinitive:
             return False
         if self.lexicon.lemma(head) not in self.lexicon.request_verbs:
             return False
@@ -489,6 +539,9 @@ class Coder:
             return True
         asked = [c for c in head.children if c.dep_ in ("dobj", "dative")]
         asked += [c for c in verb.children if c.dep_ in _SUBJECTS]
+        if any(c.dep_ == "agent" for c in head.children):
+            # "Y was urged by X to V" (but "Y is expected to V" is Y's own plan).
+            asked += [c for c in head.children if c.dep_ == "nsubjpass"]
         return bool(asked)
 
     def _fired_from(self, verb: Token, actors: DocActors) -> list[Actor]:
@@ -504,6 +557,32 @@ class Coder:
             if g.dep_ == "pobj"
             for a in _conjoined_actors(g, actors)
         ]
+
+    def _done_in(self, verb: Token, actors: DocActors) -> list[Actor]:
+        """ "were killed in an air strike by government forces": with no agent, the doer of the
+        hostile act the passive happened in."""
+        if not _passive(verb) and not (verb.dep_ == "acl" and verb.tag_ == "VBN"):
+            return []
+        for child in verb.children:
+            if child.dep_ == "prep" and child.lower_ in ("in", "during"):
+                for noun in child.children:
+                    if noun.dep_ == "pobj" and self._event_noun(noun) is not None:
+                        found = self._noun_sources(noun, actors)
+                        if found:
+                            return found
+        return []
+
+    def _fought_in(self, verb: Token, targets: list[Actor]) -> list[Actor]:
+        """ "10 Russian soldiers killed in Ukraine": force suffered, with nobody named, by one
+        country's forces in another country is that country's (the events a sentence implies)."""
+        if not _passive(verb) and not (verb.dep_ == "acl" and verb.tag_ == "VBN"):
+            return []
+        location = self._location(verb)
+        if location is None or location.country is None or not targets:
+            return []
+        if any(t.role != "MIL" or t.country in (None, location.country) for t in targets):
+            return []
+        return [Actor(location.name, location.country, "GOV", location.country)]
 
     def _received(
         self, verb: Token, actors: DocActors, last_actor: Actor | None
@@ -625,6 +704,7 @@ class Coder:
                 if target is None:
                     continue
                 event_date, _ = _event_dates(verb, sent, published, False)
+                basis = basis_of("criticism", direct=False, intent=False, pronoun=pronoun)
                 for source in sources:
                     if _pairable(source, target):
                         yield Mention(
@@ -635,7 +715,8 @@ class Coder:
                             planned_date=None,
                             location=self._location(verb),
                             sentence=sent.text.strip(),
-                            confidence=0.45 - (0.15 if pronoun else 0.0),
+                            confidence=confidence_of(basis),
+                            basis=basis,
                         )
                 return
 
@@ -659,6 +740,8 @@ class Coder:
                 phrase = verbs.get(f"{lemma} {child.lower_}")
                 if phrase is not None:
                     return phrase, token
+            if child.dep_ in ("dobj", "nsubjpass"):
+                # "imposed sanctions", and passive "sanctions were imposed (by X)".
                 if lemma in self.lexicon.light_verbs:
                     compounds = [c.lower_ for c in child.children if c.dep_ in ("compound", "amod")]
                     noun = next(
@@ -674,7 +757,10 @@ class Coder:
                         noun = self.lexicon.nouns.get(child.lower_)
                     if noun is None:
                         noun = self.lexicon.nouns.get(child.lemma_.lower())
-                    if noun is not None:
+                    if noun is not None and (
+                        not noun.preps
+                        or any(c.dep_ == "prep" and c.lower_ in noun.preps for c in child.children)
+                    ):
                         return noun, child
         entry = verbs.get(lemma)
         if entry is None:
@@ -774,8 +860,9 @@ class Coder:
                     heads.append(child)
                 elif child.dep_ == "prep" and child.lower_ in _TARGET_PREPS:
                     heads.extend(g for g in child.children if g.dep_ == "pobj")
-                elif child.dep_ == "nsubjpass":
+                elif child.dep_ == "nsubjpass" and child.i != carrier.i:
                     heads.append(child)
+        heads.extend(_patients(verb))
         for head in heads:
             found = _conjoined_actors(head, actors)
             if found:
@@ -860,6 +947,41 @@ def _coordinated_countries(head: Token, actor: Actor, actors: DocActors) -> list
                 code = f"{country}{actor.role}" if actor.cameo_code != actor.country else country
                 extra.append(Actor(f"{other.text} {head.text}", country, actor.role, code))
     return extra
+
+
+def _purpose_of_same_act(
+    verb: Token,
+    entry: LexiconEntry,
+    found_all: list[tuple[Token, tuple[LexiconEntry, Token] | None]],
+) -> bool:
+    """ "will meet in Zurich to discuss trade": an infinitive of purpose under a verb of the same
+    CAMEO root names the same act, which is coded once, on the governing verb."""
+    if verb.dep_ not in ("advcl", "xcomp") or verb.head.i == verb.i:
+        return False
+    if not any(c.dep_ == "aux" and c.lower_ == "to" for c in verb.children):
+        return False
+    head = next((f for t, f in found_all if t.i == verb.head.i and f is not None), None)
+    return head is not None and head[0].code[:2] == entry.code[:2]
+
+
+def _passive(verb: Token) -> bool:
+    return any(c.dep_ in ("auxpass", "nsubjpass") for c in verb.children)
+
+
+def _patients(verb: Token) -> list[Token]:
+    """Who a passive verb acts on when the parse gives it no passive subject of its own: the
+    noun a participle modifies ("soldiers *killed* in Ukraine", "the envoy *expelled* by
+    Russia"), or the subject of the clause a passive is coordinated with ("were arrested and
+    *were released* by X")."""
+    if verb.dep_ == "acl" and verb.tag_ == "VBN":
+        return [verb.head]
+    if (
+        verb.dep_ == "conj"
+        and _passive(verb)
+        and not any(c.dep_ in _SUBJECTS for c in verb.children)
+    ):
+        return [c for c in verb.head.children if c.dep_ in _SUBJECTS]
+    return []
 
 
 def _pairable(source: Actor, target: Actor) -> bool:
@@ -1016,6 +1138,7 @@ def _unseen_mentions(
     location: Location | None,
     sentence: str,
     confidence: float,
+    basis: str,
 ) -> Iterator[Mention]:
     """One mention a pair, skipping pairs already coded with this action root in the sentence
     (a sentence that says one thing twice reports one event)."""
@@ -1033,4 +1156,5 @@ def _unseen_mentions(
             location=location,
             sentence=sentence,
             confidence=confidence,
+            basis=basis,
         )

@@ -95,6 +95,41 @@ def test_five_seed_articles_yield_one_call_event_with_five_articles_and_sources(
         schemas.validate(schemas.DIPLOMATIC_EVENT, event)
 
 
+def test_every_seed_event_is_between_actors_with_a_country_or_an_organisation() -> None:
+    """No vehicle, document, proposal or accident as an actor, and no actor without a code."""
+    coder = default_coder()
+    things = coder.actors.owned_nouns | coder.actors.authorless_nouns
+    events = code_articles(seed_articles(), coder_version="test")
+    assert events
+    for event in events:
+        for actor in (event["source"], event["target"]):
+            assert actor["country"] or actor["role"] == "IGO" or actor["entity"], actor
+            assert actor["name"].split()[-1].lower() not in things, (actor, event["action"])
+            assert actor["name"] != "Air Force One"
+
+
+def test_a_thing_stands_for_its_owner_and_an_accident_for_nobody() -> None:
+    coder = Coder(load_pipeline(), scope_roots=ALL_ROOTS)
+    rejected = coder.code_sentence("Ukraine rejected the Russian proposal on Monday.", MONDAY)
+    assert [(m.source.country, m.target.country, m.target.name) for m in rejected] == [
+        ("UKR", "RUS", "Russian")
+    ]
+    crash = coder.code_sentence(
+        "Investigators identified victims killed by the Malaysia Airlines flight crash in Ukraine.",
+        MONDAY,
+    )
+    assert not any(m.source.country == "MYS" for m in crash)
+
+
+def test_a_hosted_visit_is_also_the_visitors_visit() -> None:
+    coder = Coder(load_pipeline(), scope_roots=ALL_ROOTS)
+    mentions = coder.code_sentence("Putin received ministers from the Indian government.", MONDAY)
+    assert {(m.source.country, m.target.country, m.action.cameo_code) for m in mentions} == {
+        ("RUS", "IND", "043"),
+        ("IND", "RUS", "042"),
+    }
+
+
 def test_same_article_twice_does_not_raise_counts_and_replay_keeps_ids() -> None:
     articles = seed_articles()
     once = code_articles(articles, coder_version="test")
