@@ -13,7 +13,7 @@ help: ## list the targets
 		awk 'BEGIN {FS = ":.*## "}; {printf "  %-24s %s\n", $$1, $$2}'
 	@echo "  bench-<name>             run bench/<name>.py (dashes become underscores):"
 	@ls bench/*.py 2>/dev/null | sed -e 's|bench/||' -e 's|\.py$$||' -e 's|_|-|g' \
-		-e '/^--init--$$/d' -e '/^evaldata$$/d' -e '/^processes$$/d' -e 's|^|                             bench-|'
+		-e '/^--init--$$/d' -e '/^evaldata$$/d' -e '/^processes$$/d' -e '/^storydata$$/d' -e 's|^|                             bench-|'
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: wirewatch needs Python 3.11"; exit 1; }
@@ -54,7 +54,7 @@ test: install prometheus lint ## install everything, lint, type-check, run all t
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: ## list the benchmarks (run one with make bench-<name>)
-	@ls bench/*.py | sed -e 's|bench/||' -e 's|\.py$$||' -e 's|_|-|g' -e '/^--init--$$/d' -e '/^evaldata$$/d' -e '/^processes$$/d' -e 's|^|make bench-|'
+	@ls bench/*.py | sed -e 's|bench/||' -e 's|\.py$$||' -e 's|_|-|g' -e '/^--init--$$/d' -e '/^evaldata$$/d' -e '/^processes$$/d' -e '/^storydata$$/d' -e 's|^|make bench-|'
 
 bench-%: install
 	$(PY) -m bench.$(subst -,_,$*)
