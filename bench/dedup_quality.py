@@ -11,7 +11,7 @@
 - The five seed articles: one story alone; after the dev pages at their own date; and, as a
   stress test, re-dated to the day of the Jeddah talks (same actors, same day, another
   happening), where they must still stay apart from every dev story.
-- janitrai/scoop's feed items, never used in fitting or tuning.
+- janitrai/scoop's feed items, not used in fitting (see docs/dedup.md for the one look taken).
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def report_scoop() -> None:
     truth = gold(stream)
     predicted = cluster(stream)
     baseline = tfidf_nearest(stream, 0.15)
-    print(f"scoop feed items ({len(stream)}, never used in fitting or tuning), story clusters:")
+    print(f"scoop feed items ({len(stream)}, not used in fitting), story clusters:")
     print(
         f"  wirewatch: pairwise {pairwise(predicted, truth)}   B-cubed {bcubed(predicted, truth)}"
     )

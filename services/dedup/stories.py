@@ -32,7 +32,7 @@ HashArray = npt.NDArray[np.uint32]
 FEATURES = (
     "mean_cosine",  # prose vocabulary (weighted by rarity) against each member, averaged
     "max_cosine",  # ... against the closest member
-    "names_cosine",  # name words against the story's
+    "names_cosine",  # name words against the story's, scaled down below NAMES_TRUSTED shared
     "figures_cosine",  # numbers and counts against the story's
     "days_apart",  # to the nearest member in time
     "title_cosine",  # headline words against the story's headlines
@@ -44,6 +44,9 @@ FEATURES = (
 DECISION_FEATURES = (*FEATURES, "score")
 # A story is compared through at most its latest members (a big story costs no more than this).
 MEMBERS_COMPARED = 12
+# A cosine over two or three names is high by chance ("AI", "US"): the names feature counts in
+# full only from this many shared name words.
+NAMES_TRUSTED = 3
 
 MODEL_FILE = "story_model.yaml"
 
@@ -175,12 +178,13 @@ def story_features(probe: ProbeVectors, members: Sequence[Member]) -> FloatArray
         float(probe.name_rarity[np.isin(probe.name_keys, _hashes(m.profile.names))].sum())
         for m in compared
     )
+    shared_names = int(np.isin(probe.name_keys, names.keys, assume_unique=True).sum())
     days_apart = min(abs(probe.event_time - m.event_time) for m in members) / 86400
     return np.array(
         [
             sum(cosines) / len(cosines),
             max(cosines),
-            probe.names.cosine(names),
+            probe.names.cosine(names) * min(1.0, shared_names / NAMES_TRUSTED),
             probe.figures.cosine(figures),
             days_apart,
             probe.title.cosine(titles),
