@@ -10,9 +10,8 @@ import itertools
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 
 from bench.evaldata import REPO_ROOT, eval_dir
 from services.dedup.engine import ArticleIn, Deduplicator, parse_time
@@ -177,10 +176,3 @@ def best_baseline(stream: list[Labelled]) -> tuple[float, dict[str, str]]:
     truth = gold(stream)
     results = [(t, tfidf_nearest(stream, t)) for t in BASELINE_THRESHOLDS]
     return max(results, key=lambda item: pairwise(item[1], truth).f1)
-
-
-def date_of(epoch: float | None) -> str:
-    return datetime.fromtimestamp(epoch or 0.0).date().isoformat()
-
-
-Scorer = Callable[[dict[str, str], dict[str, str]], Scores]
