@@ -46,9 +46,16 @@ async def test_service_process_emits_the_demo_feed_serves_metrics_and_stops_on_s
         WIREWATCH_TOPIC_ENTRIES=unique_topic,
         WIREWATCH_FETCH_ALLOWED_NETWORKS="127.0.0.1/32",
     )
-    poller = subprocess.Popen([sys.executable, "-m", "services.poller"], env=env)
+    # The feed server must answer before the poller's first poll: a failed first poll is retried
+    # only after the failing-feed interval, longer than this test waits.
     try:
         wait_for_port(demo_port, timeout=15, process=demo)
+    except BaseException:
+        demo.kill()
+        demo.wait()
+        raise
+    poller = subprocess.Popen([sys.executable, "-m", "services.poller"], env=env)
+    try:
         wait_for_port(metrics_port, timeout=30, process=poller)
         records: list[ConsumerRecord] = []
         deadline = time.monotonic() + 30
