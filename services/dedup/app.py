@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common import schemas
 from services.common.faust_app import LAG_INTERVAL_SECONDS, make_faust_app, report_consumer_lag
@@ -55,10 +55,10 @@ LOOKUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.
 class DedupMetrics(ServiceMetrics):
     """The shared service metrics plus what dedup decides and how hard it looks."""
 
-    def __init__(self) -> None:
-        super().__init__(SERVICE)
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        super().__init__(SERVICE, registry)
         self.articles = Counter(
-            "wirewatch_dedup_articles_total", "Articles by decision", ["outcome"]
+            "wirewatch_dedup_articles_total", "Articles by decision", ["outcome"], registry=registry
         )
         for outcome in OUTCOMES:  # at 0 from the start, so increase() sees the first decisions
             self.articles.labels(outcome=outcome)
@@ -66,14 +66,18 @@ class DedupMetrics(ServiceMetrics):
             "wirewatch_dedup_candidates",
             "Earlier articles compared with each article",
             buckets=CANDIDATE_BUCKETS,
+            registry=registry,
         )
         self.lookup_duration = Histogram(
             "wirewatch_dedup_lookup_duration_seconds",
             "Time to fingerprint an article, find and compare its candidates",
             buckets=LOOKUP_BUCKETS,
+            registry=registry,
         )
         self.window_articles = Gauge(
-            "wirewatch_dedup_window_articles", "Articles in the deduplication window"
+            "wirewatch_dedup_window_articles",
+            "Articles in the deduplication window",
+            registry=registry,
         )
 
 

@@ -1,5 +1,5 @@
-"""Every metric the alerts and the dashboard use is one the README's Watch table documents
-(the table is the metric contract the services are built to)."""
+"""Every metric the alerts and the dashboard use is one the Watch table of docs/operations.md
+documents (the table is the metric contract the services are built to)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,13 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
 
 
 def documented_metrics() -> dict[str, str]:
-    """``{metric name: type}`` from the README's Watch table, ``<service>`` expanded."""
-    watch = REPO.joinpath("README.md").read_text().split("\n## Watch", 1)[1].split("\n## ", 1)[0]
+    """``{metric name: type}`` from docs/operations.md's Watch table, ``<service>`` expanded."""
+    watch = (
+        REPO.joinpath("docs/operations.md")
+        .read_text()
+        .split("\n## Watch", 1)[1]
+        .split("\n## ", 1)[0]
+    )
     found: dict[str, str] = {}
     for name, kind in re.findall(r"^\| `(wirewatch_[^`]+)` \| (\w+) \|", watch, re.MULTILINE):
         for stage in STAGES if "<service>" in name else ("",):
