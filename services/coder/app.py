@@ -48,19 +48,19 @@ from services.coder.core import (
     articles_mentions,
 )
 from services.coder.settings import CoderSettings
-from services.common import schemas
 from services.common.faust_app import LAG_INTERVAL_SECONDS, make_faust_app, report_consumer_lag
 from services.common.kafka import (
     FIRST_SEEN_HEADER,
-    DeadLetter,
     DeadLetterSender,
+    Failure,
     ValidatingProducer,
-    decode_value,
+    decode_message,
     encode_json,
     header_value,
     propagate_headers,
     start_producer_patiently,
 )
+from services.common.messages import DedupResult
 from services.common.metrics import END_TO_END_LATENCY, HealthServer, ServiceMetrics
 from services.common.times import parse_timestamp
 from services.common.workers import WorkerDied, WorkerPool, worker_count
@@ -261,7 +261,7 @@ def _headers(event: Any) -> list[tuple[str, bytes]]:
     return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
 
 
-async def _send_dead_letter(service: CoderService, event: Any, letter: DeadLetter) -> None:
+async def _send_dead_letter(service: CoderService, event: Any, letter: Failure) -> None:
     """Send what could not be used to its topic's DLQ, with the original bytes and position."""
     message = event.message
     sender = await service.dead_letter_sender()
@@ -284,23 +284,23 @@ async def _code_one(service: CoderService, event: Any, mentions_topic: Any) -> N
     metrics = service.metrics
     metrics.messages_in.labels(topic=topic).inc()
     headers = _headers(event)
-    decoded = decode_value(event.value, schemas.DEDUP_RESULT)
-    if isinstance(decoded, dict):
+    decoded = decode_message(event.value, DedupResult)
+    if isinstance(decoded, DedupResult):
         try:
-            article = article_from_mapping(decoded["article"], story_id=decoded.get("story_id"))
+            article = article_from_mapping(decoded.article.to_message(), story_id=decoded.story_id)
         except ArticleInputError as exc:
-            decoded = DeadLetter("invalid_article", str(exc))
-    if isinstance(decoded, DeadLetter):
+            decoded = Failure("invalid_article", str(exc))
+    if isinstance(decoded, Failure):
         await _send_dead_letter(service, event, decoded)
         return
     try:
         mentions = await service.coding_batches().submit(article)
     except WorkerDied as exc:
-        await _send_dead_letter(service, event, DeadLetter("coding_failed", str(exc)))
+        await _send_dead_letter(service, event, Failure("coding_failed", str(exc)))
         return
     except Exception as exc:  # an article that crashes the NLP must not stop the service
         logger.exception("coding failed for %s", article.article_id)
-        letter = DeadLetter("coding_failed", f"{type(exc).__name__}: {exc}")
+        letter = Failure("coding_failed", f"{type(exc).__name__}: {exc}")
         await _send_dead_letter(service, event, letter)
         return
     ARTICLES_CODED.inc()
@@ -326,7 +326,7 @@ async def _code_one(service: CoderService, event: Any, mentions_topic: Any) -> N
         )
 
 
-def decode_mention(raw: bytes | None) -> tuple[Mention, ArticleRef, str | None] | DeadLetter:
+def decode_mention(raw: bytes | None) -> tuple[Mention, ArticleRef, str | None] | Failure:
     """A message of the mentions topic, or why it is not one (anything may be written there)."""
     try:
         value = json.loads(raw or b"")
@@ -334,15 +334,15 @@ def decode_mention(raw: bytes | None) -> tuple[Mention, ArticleRef, str | None] 
         article = ArticleRef(**value["article"])
         first_seen = value.get("first_seen_epoch")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return DeadLetter("invalid_json", f"not JSON: {exc}")
+        return Failure("invalid_json", f"not JSON: {exc}")
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        return DeadLetter("invalid_mention", f"not a mention: {type(exc).__name__}: {exc}")
+        return Failure("invalid_mention", f"not a mention: {type(exc).__name__}: {exc}")
     return mention, article, first_seen if isinstance(first_seen, str) else None
 
 
 async def _aggregate_one(service: CoderService, store: EventStore, event: Any) -> None:
     decoded = decode_mention(event.value)
-    if isinstance(decoded, DeadLetter):
+    if isinstance(decoded, Failure):
         await _send_dead_letter(service, event, decoded)
         return
     mention, article, first_seen_header = decoded

@@ -15,15 +15,16 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from services.common import schemas
 from services.common.errors import BrokerUnreachableError, SchemaValidationError
+from services.common.messages import DeadLetter, Message
 from services.common.settings import KafkaSettings, TopicNames
+from services.common.times import utc_now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ TRACE_HEADER = "wirewatch-trace-id"
 FIRST_SEEN_HEADER = "wirewatch-first-seen"
 
 Headers = list[tuple[str, bytes]]
+M = TypeVar("M", bound=Message)
 
 # A dead letter carries the original bytes base64-encoded (4/3 the size) beside its own fields;
 # keeping at most 1 MiB of them keeps it well under the producers' 4 MiB request cap, so a huge
@@ -41,10 +43,6 @@ MAX_DEAD_LETTER_ORIGINAL_BYTES = 1024 * 1024
 
 # Headers that travel with a message through every stage of the pipeline.
 PROPAGATED_HEADERS = (TRACE_HEADER, FIRST_SEEN_HEADER)
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
@@ -149,13 +147,15 @@ class ValidatingProducer:
     async def send(
         self,
         topic: str,
-        message: Mapping[str, Any],
+        message: Message | Mapping[str, Any],
         *,
         key: str | bytes | None,
         headers: Headers | None = None,
         timestamp_ms: int | None = None,
     ) -> Any:
         """Validate and send; returns the future of the broker's acknowledgement."""
+        if isinstance(message, Message):
+            message = message.to_message()
         schema_id = str(message.get("schema", ""))
         if schema_id not in schemas.ALL_SCHEMA_IDS:
             raise SchemaValidationError(schema_id or "(none)", "message has no known 'schema'")
@@ -176,7 +176,7 @@ class ValidatingProducer:
     async def send_and_wait(
         self,
         topic: str,
-        message: Mapping[str, Any],
+        message: Message | Mapping[str, Any],
         *,
         key: str | bytes | None,
         headers: Headers | None = None,
@@ -186,15 +186,15 @@ class ValidatingProducer:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
-    """Why a message or work item failed; becomes a ``dead_letter.v1`` message."""
+class Failure:
+    """Why a message or work item failed, as a value; becomes a ``DeadLetter`` message."""
 
     reason: str
     error: str
     details: Mapping[str, Any] | None = None
     attempts: int = 1
 
-    def to_message(
+    def dead_letter(
         self,
         *,
         service: str,
@@ -204,7 +204,7 @@ class DeadLetter:
         topic: str | None = None,
         partition: int | None = None,
         offset: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> DeadLetter:
         """The DLQ message; coordinates come from ``record`` or, without one, the arguments."""
         if record is not None:
             original, key = record.value, record.key
@@ -214,43 +214,48 @@ class DeadLetter:
         if raw is not None and len(raw) > MAX_DEAD_LETTER_ORIGINAL_BYTES:
             details.update(original_bytes=len(raw), original_truncated=True)
             raw = raw[:MAX_DEAD_LETTER_ORIGINAL_BYTES]
-        message: dict[str, Any] = {
-            "schema": schemas.DEAD_LETTER,
-            "reason": self.reason,
-            "error": self.error,
-            "service": service,
-            "failed_at": utc_now_iso(),
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "key_b64": base64.b64encode(raw_key).decode() if raw_key is not None else None,
-            "original_b64": base64.b64encode(raw).decode() if raw is not None else None,
-            "attempts": self.attempts,
-        }
-        if details:
-            message["details"] = details
-        return message
+        return DeadLetter(
+            reason=self.reason,
+            error=self.error,
+            service=service,
+            failed_at=utc_now_iso(),
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key_b64=base64.b64encode(raw_key).decode() if raw_key is not None else None,
+            original_b64=base64.b64encode(raw).decode() if raw is not None else None,
+            attempts=self.attempts,
+            **({"details": details} if details else {}),
+        )
 
 
-def decode_value(raw: bytes | None, schema_id: str) -> dict[str, Any] | DeadLetter:
+def decode_value(raw: bytes | None, schema_id: str) -> dict[str, Any] | Failure:
     """Parse and validate a message value, or say why it cannot be used."""
     if raw is None:
-        return DeadLetter("empty_message", "message has no value (tombstone or empty)")
+        return Failure("empty_message", "message has no value (tombstone or empty)")
     try:
         message = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return DeadLetter("invalid_json", f"not JSON: {exc}")
+        return Failure("invalid_json", f"not JSON: {exc}")
     if not isinstance(message, dict):
-        return DeadLetter("schema_invalid", f"expected a JSON object, got {type(message).__name__}")
+        return Failure("schema_invalid", f"expected a JSON object, got {type(message).__name__}")
     try:
         schemas.validate(schema_id, message)
     except SchemaValidationError as exc:
-        return DeadLetter("schema_invalid", str(exc))
+        return Failure("schema_invalid", str(exc))
     return message
 
 
-def decode_record(record: ConsumerRecord, schema_id: str) -> dict[str, Any] | DeadLetter:
+def decode_record(record: ConsumerRecord, schema_id: str) -> dict[str, Any] | Failure:
     return decode_value(record.value, schema_id)
+
+
+def decode_message(raw: bytes | None, model: type[M]) -> M | Failure:
+    """Parse and validate a message value into its model, or say why it cannot be used."""
+    decoded = decode_value(raw, model.schema_name())
+    if isinstance(decoded, Failure):
+        return decoded
+    return model.from_message(decoded)
 
 
 class DeadLetterSender:
@@ -264,7 +269,7 @@ class DeadLetterSender:
     async def send(
         self,
         source_topic: str,
-        letter: DeadLetter,
+        letter: Failure,
         *,
         record: ConsumerRecord | None = None,
         original: bytes | None = None,
@@ -278,7 +283,7 @@ class DeadLetterSender:
         Pass the consumed ``record``, or (from Faust, which has no ConsumerRecord) the
         ``original`` bytes, ``key``, ``partition`` and ``offset``.
         """
-        message = letter.to_message(
+        message = letter.dead_letter(
             service=self.service,
             record=record,
             original=original,

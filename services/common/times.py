@@ -5,6 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
+def iso_utc(moment: datetime) -> str:
+    """``moment`` as the messages write it: UTC, milliseconds, a ``Z`` for the zone."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def utc_now_iso() -> str:
+    return iso_utc(datetime.now(UTC))
+
+
 def parse_timestamp(value: str | None) -> datetime | None:
     """An ISO 8601 date or date-time as an aware datetime (UTC when no zone is given).
 

@@ -25,8 +25,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from services.common import schemas
 from services.common.faust_app import LAG_INTERVAL_SECONDS, make_faust_app, report_consumer_lag
 from services.common.kafka import (
-    DeadLetter,
     DeadLetterSender,
+    Failure,
     Headers,
     ValidatingProducer,
     decode_value,
@@ -180,7 +180,7 @@ class DedupService:
             self.metrics.messages_in.labels(topic=topic).inc()
             headers = headers_list(event.headers)
             decoded = decode_value(event.value, schemas.ARTICLE)
-            if isinstance(decoded, DeadLetter):
+            if isinstance(decoded, Failure):
                 await self._dead_letter(decoded, event, headers)
             else:
                 # Wait for the broker's acknowledgement: the input offset is committed after this.
@@ -190,7 +190,7 @@ class DedupService:
                 await sent
             yield None
 
-    async def _dead_letter(self, letter: DeadLetter, event: Any, headers: Headers) -> None:
+    async def _dead_letter(self, letter: Failure, event: Any, headers: Headers) -> None:
         assert self.dead_letters is not None  # noqa: S101 - set by _producer() before the loop
         topic = self.settings.topics.articles
         future = await self.dead_letters.send(
@@ -227,7 +227,7 @@ class DedupService:
         async for event in stream.events():
             self._rebuild_if_needed()
             decoded = decode_value(event.value, schemas.ARTICLE)
-            if isinstance(decoded, DeadLetter):  # validated at intake; kept for safety
+            if isinstance(decoded, Failure):  # validated at intake; kept for safety
                 await self._dead_letter(decoded, event, headers_list(event.headers))
                 yield None
                 continue

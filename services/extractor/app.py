@@ -30,20 +30,20 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common import schemas
 from services.common.http import FetchSettings, HostPoliteness, make_session
 from services.common.kafka import (
-    DeadLetter,
+    Failure,
     ValidatingProducer,
-    decode_record,
+    decode_message,
     make_consumer,
     make_producer,
     propagate_headers,
-    utc_now_iso,
 )
+from services.common.messages import Article, DeadLetter, FeedEntry
 from services.common.metrics import HealthServer, ServiceMetrics
 from services.common.settings import ServiceSettings, TopicNames
 from services.common.shutdown import GracefulStop
+from services.common.times import utc_now_iso
 from services.common.topics import ensure_topics, pipeline_topics
 from services.common.workers import WorkerDied, WorkerPool, WorkerTimedOut, worker_count
 from services.extractor.extract import ExtractedPage, build_article, extract_page
@@ -128,7 +128,7 @@ class Output:
     """What one consumed entry turns into: one message for one topic."""
 
     topic: str
-    message: dict[str, Any]
+    message: Article | DeadLetter
     reason: str | None = None  # set for dead letters
 
 
@@ -311,10 +311,10 @@ class Extractor:
     # ---- one entry ------------------------------------------------------------------------
 
     async def _work(self, record: ConsumerRecord) -> Output:
-        entry = decode_record(record, schemas.FEED_ENTRY)
-        if isinstance(entry, DeadLetter):
+        entry = decode_message(record.value, FeedEntry)
+        if isinstance(entry, Failure):
             return self._dead(record, entry, topic=TopicNames.dlq(record.topic))
-        url = str(entry["url"])
+        url = entry.url
         fetched = await fetch_page(
             self.session,
             url,
@@ -323,11 +323,11 @@ class Extractor:
             retry=self.retry,
             observe=self.metrics.observe_fetch,
         )
-        if isinstance(fetched, DeadLetter):
+        if isinstance(fetched, Failure):
             return self._dead(record, fetched)
         extracted = await self._extract(fetched)
-        if isinstance(extracted, DeadLetter):
-            letter = DeadLetter(
+        if isinstance(extracted, Failure):
+            letter = Failure(
                 extracted.reason,
                 extracted.error,
                 {"url": url, "fetched_url": fetched.url, **(extracted.details or {})},
@@ -344,7 +344,7 @@ class Extractor:
         )
         return Output(self.topics.articles, article)
 
-    async def _extract(self, page: FetchedPage) -> ExtractedPage | DeadLetter:
+    async def _extract(self, page: FetchedPage) -> ExtractedPage | Failure:
         """Extract in the pool; a dead worker costs one retry on a fresh pool, then a DLQ."""
         call = functools.partial(
             extract_page, page.body, url=page.url, content_type=page.content_type
@@ -356,17 +356,15 @@ class Extractor:
                 timeout=self.settings.extraction_timeout_seconds,
             )
         except WorkerTimedOut as exc:
-            return DeadLetter("extraction_timeout", str(exc), {"bytes": len(page.body)})
+            return Failure("extraction_timeout", str(exc), {"bytes": len(page.body)})
         except WorkerDied:
-            return DeadLetter("extraction_failed", "the extraction worker process died twice")
+            return Failure("extraction_failed", "the extraction worker process died twice")
         except Exception as exc:  # a page that crashes the parser must not stop the service
             logger.exception("extraction failed for %s", page.url)
-            return DeadLetter("extraction_failed", f"{type(exc).__name__}: {exc}")
+            return Failure("extraction_failed", f"{type(exc).__name__}: {exc}")
 
-    def _dead(
-        self, record: ConsumerRecord, letter: DeadLetter, *, topic: str | None = None
-    ) -> Output:
-        message = letter.to_message(service=SERVICE, record=record)
+    def _dead(self, record: ConsumerRecord, letter: Failure, *, topic: str | None = None) -> Output:
+        message = letter.dead_letter(service=SERVICE, record=record)
         logger.warning(
             "entry at %s[%d]@%d failed: %s (%s)",
             record.topic,

@@ -63,7 +63,7 @@ def run_extract(args: argparse.Namespace) -> int:
         print(f"wirewatch extract: {page.reason}: {page.error}", file=sys.stderr)
         return 1
     fetched_url = args.url or page.canonical_url or args.page.resolve().as_uri()
-    article = build_article(page, fetched_url=fetched_url)
+    article = build_article(page, fetched_url=fetched_url).to_message()
     schemas.validate(schemas.ARTICLE, article)
     print(json.dumps(article, ensure_ascii=False, indent=2))
     return 0

@@ -23,7 +23,7 @@ from services.common.http import (
     fetch,
     retry_after_seconds,
 )
-from services.common.kafka import DeadLetter
+from services.common.kafka import Failure
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +84,12 @@ def is_html(content_type: str | None, body: bytes) -> bool:
 
 def classify_response(
     url: str, status: int, content_type: str | None, body: bytes
-) -> DeadLetter | None:
+) -> Failure | None:
     """Why a fetched response cannot become an article, or None when it can."""
     if not 200 <= status < 300:
-        return DeadLetter("http_status", f"HTTP {status}", {"url": url, "status": status})
+        return Failure("http_status", f"HTTP {status}", {"url": url, "status": status})
     if not is_html(content_type, body):
-        return DeadLetter(
+        return Failure(
             "not_html",
             f"content type {media_type(content_type) or '(none)'} is not HTML",
             {"url": url, "content_type": content_type},
@@ -102,7 +102,7 @@ class AttemptResult:
     """One attempt: a page, or a failure with whether to try again (and how soon)."""
 
     page: FetchedPage | None
-    failure: DeadLetter | None
+    failure: Failure | None
     transient: bool = False
     retry_after: float | None = None
 
@@ -138,7 +138,7 @@ async def fetch_page_once(
         if exc.url != url:
             details["failed_url"] = exc.url
         return AttemptResult(
-            None, DeadLetter(exc.reason, str(exc), details), exc.reason in TRANSIENT_REASONS
+            None, Failure(exc.reason, str(exc), details), exc.reason in TRANSIENT_REASONS
         )
     seconds = time.monotonic() - started
     content_type = result.headers.get("Content-Type")
@@ -174,8 +174,8 @@ async def fetch_page(
     retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, shared safely
     observe: Observer | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> FetchedPage | DeadLetter:
-    """Fetch a page, retrying transient failures with backoff; a failure is a ``DeadLetter``.
+) -> FetchedPage | Failure:
+    """Fetch a page, retrying transient failures with backoff; a failure is a ``Failure``.
 
     Each entry retries in its own task, so a slow or failing host delays only its entries.
     """
@@ -192,7 +192,7 @@ async def fetch_page(
         )
         if outcome.page is not None:
             return replace(outcome.page, attempts=attempt)
-        failure = outcome.failure or DeadLetter("fetch_error", "no page and no reason")
+        failure = outcome.failure or Failure("fetch_error", "no page and no reason")
         # A Retry-After longer than an entry may wait is answered now, not after a retry that
         # would only find the host still deferred.
         waits_too_long = (outcome.retry_after or 0.0) > retry.max_seconds
@@ -200,7 +200,7 @@ async def fetch_page(
             details = dict(failure.details or {})
             if outcome.retry_after is not None:
                 details["retry_after_seconds"] = outcome.retry_after
-            return DeadLetter(failure.reason, failure.error, details, attempts=attempt)
+            return Failure(failure.reason, failure.error, details, attempts=attempt)
         delay = retry.delay(attempt, outcome.retry_after)
         logger.info(
             "retrying %s in %.1fs after %s (attempt %d of %d)",

@@ -37,8 +37,8 @@ from services.common.http import (
 )
 from services.common.kafka import (
     FIRST_SEEN_HEADER,
-    DeadLetter,
     DeadLetterSender,
+    Failure,
     ValidatingProducer,
     make_producer,
 )
@@ -47,7 +47,7 @@ from services.common.redact import redact_url
 from services.common.shutdown import GracefulStop
 from services.common.topics import ensure_topics, pipeline_topics
 from services.poller.feedlist import FeedSpec, load_feed_list
-from services.poller.feeds import ParsedEntry, ParsedFeed, entry_message, parse_feed
+from services.poller.feeds import ParsedEntry, ParsedFeed, feed_entry, parse_feed
 from services.poller.schedule import (
     IntervalBounds,
     cache_max_age,
@@ -366,7 +366,7 @@ class Poller:
                 futures.append(await self._dead_letter_entry(feed, entry, feed_url))
                 dead += 1
                 continue
-            message = entry_message(
+            message = feed_entry(
                 entry, feed_url=feed_url, feed_title=parsed.title, first_seen=first_seen
             )
             futures.append(
@@ -390,7 +390,7 @@ class Poller:
 
     async def _dead_letter_entry(self, feed: FeedSpec, entry: ParsedEntry, feed_url: str) -> Any:
         topic = self.settings.topics.entries
-        letter = DeadLetter(
+        letter = Failure(
             "entry_without_link",
             "feed entry has no usable http(s) link, so there is no article to fetch",
             details={

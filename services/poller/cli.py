@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from services.common.http import FetchSettings
 from services.common.logging import configure_logging
-from services.poller.feeds import entry_message, parse_feed
+from services.poller.feeds import feed_entry, parse_feed
 
 
 def register(subparsers: Any) -> None:
@@ -61,6 +61,8 @@ def run_parse_feed(args: argparse.Namespace) -> int:
         if entry.url is None:
             print(f"skipped entry without a link: {entry.entry_id}", file=sys.stderr)
             continue
-        message = entry_message(entry, feed_url=url, feed_title=parsed.title, first_seen=now)
+        message = feed_entry(
+            entry, feed_url=url, feed_title=parsed.title, first_seen=now
+        ).to_message()
         print(json.dumps(message, ensure_ascii=False))
     return 0

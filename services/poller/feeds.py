@@ -24,11 +24,12 @@ import feedparser
 from courlan import normalize_url
 from feedparser import api as feedparser_api
 
+from services.common.messages import FeedEntry
 from services.common.redact import redact_url
+from services.common.times import iso_utc
 
 logger = logging.getLogger(__name__)
 
-FEED_ENTRY_SCHEMA = "feed_entry.v1"
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_GUNZIPPED_BYTES = 20 * 1024 * 1024
 # Entities a feed declares in its DOCTYPE are expanded by the XML parser (up to a hundredfold in
@@ -340,28 +341,23 @@ def _to_entry(raw: dict[str, Any], base: str) -> ParsedEntry:
     )
 
 
-def iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def entry_message(
+def feed_entry(
     entry: ParsedEntry, *, feed_url: str, feed_title: str | None, first_seen: datetime
-) -> dict[str, Any]:
-    """The ``feed_entry.v1`` message for an entry that has a canonical URL."""
+) -> FeedEntry:
+    """The feed entry message for an entry that has a canonical URL."""
     if entry.url is None:
         raise ValueError("an entry without a usable link has no feed_entry message")
-    return {
-        "schema": FEED_ENTRY_SCHEMA,
-        "entry_id": entry.entry_id,
-        "feed_url": redact_url(feed_url),
-        "feed_title": feed_title,
-        "url": entry.url,
-        "link": entry.link,
-        "guid": entry.guid,
-        "title": entry.title,
-        "summary": entry.summary,
-        "author": entry.author,
-        "published": iso_utc(entry.published) if entry.published else None,
-        "updated": iso_utc(entry.updated) if entry.updated else None,
-        "first_seen": iso_utc(first_seen),
-    }
+    return FeedEntry(
+        entry_id=entry.entry_id,
+        feed_url=redact_url(feed_url),
+        feed_title=feed_title,
+        url=entry.url,
+        link=entry.link,
+        guid=entry.guid,
+        title=entry.title,
+        summary=entry.summary,
+        author=entry.author,
+        published=iso_utc(entry.published) if entry.published else None,
+        updated=iso_utc(entry.updated) if entry.updated else None,
+        first_seen=iso_utc(first_seen),
+    )

@@ -3,7 +3,7 @@
 Input: a feed URL, fetched with the shared guarded HTTP client, each history document once
 (``paging.py``). Output: ``feed_entry.v1`` messages on ``feeds.entries`` (entries without a
 usable link to ``feeds.entries.dlq``), oldest first, built by the poller's own code
-(``parse_feed``, ``entry_message``), and the feed's seen entries in the poller's state topic so
+(``parse_feed``, ``feed_entry``), and the feed's seen entries in the poller's state topic so
 that the poller, once the feed is added to its list, does not emit them again.
 """
 
@@ -20,14 +20,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.http import FetchError, FetchSettings, HostPoliteness, fetch, make_session
 from services.common.kafka import (
     FIRST_SEEN_HEADER,
-    DeadLetter,
     DeadLetterSender,
+    Failure,
     ValidatingProducer,
     make_producer,
 )
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import ensure_topics, pipeline_topics
-from services.poller.feeds import ParsedEntry, entry_message, parse_feed
+from services.poller.feeds import ParsedEntry, feed_entry, parse_feed
 from services.poller.settings import PollerSettings
 from services.poller.state import FeedState, StateStore, state_topic_spec
 from services.replay.paging import HistoryWalk, paging_links
@@ -176,7 +176,7 @@ async def _send_entries(
     emitted = dead = 0
     for entry in oldest_first(entries):
         if entry.url is None:
-            letter = DeadLetter(
+            letter = Failure(
                 "entry_without_link",
                 "feed entry has no usable http(s) link, so there is no article to fetch",
                 details={"feed_url": history.url, "entry_id": entry.entry_id},
@@ -192,7 +192,7 @@ async def _send_entries(
             )
             dead += 1
             continue
-        message = entry_message(
+        message = feed_entry(
             entry, feed_url=history.url, feed_title=history.title, first_seen=first_seen
         )
         futures.append(

@@ -22,8 +22,8 @@ from services.coder import CODER_VERSION
 from services.coder.core import code_articles
 from services.common import schemas
 from services.common.kafka import (
-    DeadLetter,
     DeadLetterSender,
+    Failure,
     ValidatingProducer,
     decode_value,
     make_producer,
@@ -43,29 +43,29 @@ class RecodeInput:
     """The articles to code, in a stable order, and what could not be used (with why)."""
 
     articles: list[dict[str, Any]]
-    rejected: list[tuple[ConsumerRecord, DeadLetter]]
+    rejected: list[tuple[ConsumerRecord, Failure]]
 
 
-def article_for_coding(raw: bytes | None) -> dict[str, Any] | DeadLetter:
+def article_for_coding(raw: bytes | None) -> dict[str, Any] | Failure:
     """The article (with its ``story_id`` when known) in a ``dedup_result.v1`` or ``article.v1``."""
     schema_id = _schema_of(raw)
     if schema_id not in (schemas.DEDUP_RESULT, schemas.ARTICLE):
         unreadable = decode_value(raw, schemas.ARTICLE)
-        if isinstance(unreadable, DeadLetter) and unreadable.reason != "schema_invalid":
+        if isinstance(unreadable, Failure) and unreadable.reason != "schema_invalid":
             return unreadable
-        return DeadLetter(
+        return Failure(
             "unexpected_schema",
             f"expected {schemas.DEDUP_RESULT} or {schemas.ARTICLE}, got {schema_id or 'none'}",
         )
     message = decode_value(raw, schema_id)
-    if isinstance(message, DeadLetter):
+    if isinstance(message, Failure):
         return message
     if schema_id == schemas.DEDUP_RESULT:
         article = {**message["article"], "story_id": message["story_id"]}
     else:
         article = dict(message)
     if not str(article.get("text") or "").strip():
-        return DeadLetter("not_codable", "the article's text is blank")
+        return Failure("not_codable", "the article's text is blank")
     return article
 
 
@@ -89,10 +89,10 @@ def collect_articles(records: Iterable[ConsumerRecord]) -> RecodeInput:
     """
     ordered = sorted(records, key=lambda r: (r.timestamp, r.partition, r.offset))
     articles: list[dict[str, Any]] = []
-    rejected: list[tuple[ConsumerRecord, DeadLetter]] = []
+    rejected: list[tuple[ConsumerRecord, Failure]] = []
     for record in ordered:
         outcome = article_for_coding(record.value)
-        if isinstance(outcome, DeadLetter):
+        if isinstance(outcome, Failure):
             rejected.append((record, outcome))
         else:
             articles.append(outcome)

@@ -26,7 +26,7 @@ from services.coder.core import ArticleInputError, article_from_mapping, code_ar
 from services.coder.dates import resolve_date
 from services.coder.memo import MemoAttributeRuler, MemoLemmatize
 from services.common import schemas
-from services.common.kafka import DeadLetter, encode_json
+from services.common.kafka import Failure, encode_json
 
 SEEDS = Path(__file__).resolve().parents[2] / "services" / "demo" / "seeds"
 MONDAY = date(2025, 3, 17)
@@ -268,7 +268,7 @@ def test_a_mention_message_that_is_not_one_becomes_a_dead_letter() -> None:
     }
     good = encode_json({"mention": mention_to_dict(mention), "article": ref})
     decoded = decode_mention(good)
-    assert not isinstance(decoded, DeadLetter) and decoded[0] == mention
+    assert not isinstance(decoded, Failure) and decoded[0] == mention
     assert decoded[1] == ArticleRef(**ref)
     for raw, reason in [
         (b"\xff{", "invalid_json"),
@@ -277,7 +277,7 @@ def test_a_mention_message_that_is_not_one_becomes_a_dead_letter() -> None:
         (encode_json({"mention": {"source": {}}, "article": ref}), "invalid_mention"),
     ]:
         letter = decode_mention(raw)
-        assert isinstance(letter, DeadLetter) and letter.reason == reason, raw
+        assert isinstance(letter, Failure) and letter.reason == reason, raw
 
 
 def test_a_paragraph_is_skipped_only_when_no_actor_form_can_be_in_it() -> None:

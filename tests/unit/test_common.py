@@ -16,7 +16,7 @@ from services.common.kafka import (
     FIRST_SEEN_HEADER,
     MAX_DEAD_LETTER_ORIGINAL_BYTES,
     TRACE_HEADER,
-    DeadLetter,
+    Failure,
     decode_record,
     encode_json,
     propagate_headers,
@@ -61,19 +61,19 @@ def test_topic_names_can_be_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_invalid_json_becomes_a_dead_letter_with_the_original_bytes() -> None:
     raw = b"{not json"
     outcome = decode_record(record(raw), "feed_entry.v1")
-    assert isinstance(outcome, DeadLetter)
+    assert isinstance(outcome, Failure)
     assert outcome.reason == "invalid_json"
-    message = outcome.to_message(service="test", record=record(raw))
-    assert base64.b64decode(message["original_b64"]) == raw
+    message = outcome.dead_letter(service="test", record=record(raw)).to_message()
+    assert base64.b64decode(str(message["original_b64"])) == raw
     assert (message["topic"], message["partition"], message["offset"]) == ("t", 1, 7)
 
 
 def test_a_huge_message_gets_a_dead_letter_small_enough_to_send() -> None:
     raw = b"\xff" + b"x" * (3 * 1024 * 1024)
     outcome = decode_record(record(raw), "feed_entry.v1")
-    assert isinstance(outcome, DeadLetter)
-    message = outcome.to_message(service="test", record=record(raw))
-    kept = base64.b64decode(message["original_b64"])
+    assert isinstance(outcome, Failure)
+    message = outcome.dead_letter(service="test", record=record(raw)).to_message()
+    kept = base64.b64decode(str(message["original_b64"]))
     assert kept == raw[: len(kept)] and len(kept) == MAX_DEAD_LETTER_ORIGINAL_BYTES
     assert message["details"] == {"original_bytes": len(raw), "original_truncated": True}
     assert len(encode_json(message)) < 2 * 1024 * 1024  # under the producers' 4 MiB cap
@@ -82,14 +82,14 @@ def test_a_huge_message_gets_a_dead_letter_small_enough_to_send() -> None:
 
 def test_schema_violation_becomes_a_dead_letter_naming_the_problem() -> None:
     outcome = decode_record(record(b'{"schema": "feed_entry.v1"}'), "feed_entry.v1")
-    assert isinstance(outcome, DeadLetter)
+    assert isinstance(outcome, Failure)
     assert outcome.reason == "schema_invalid"
     assert "entry_id" in outcome.error
 
 
 def test_a_json_array_is_not_a_message() -> None:
     outcome = decode_record(record(b"[1, 2]"), "feed_entry.v1")
-    assert isinstance(outcome, DeadLetter) and "JSON object" in outcome.error
+    assert isinstance(outcome, Failure) and "JSON object" in outcome.error
 
 
 def test_propagated_headers_keep_trace_and_first_seen_and_drop_the_rest() -> None:

@@ -22,7 +22,8 @@ from trafilatura.utils import load_html
 from services.cli import build_parser
 from services.common import schemas
 from services.common.http import FetchResult, FetchSettings, HostPoliteness
-from services.common.kafka import DeadLetter
+from services.common.kafka import Failure
+from services.common.messages import FeedEntry
 from services.extractor import fetch as fetch_module
 from services.extractor.app import Lane
 from services.extractor.extract import (
@@ -63,7 +64,7 @@ def reencode(body: bytes, charset: str, *, declare: bool) -> bytes:
     return text.encode(charset, errors="xmlcharrefreplace")
 
 
-def text_of(page: ExtractedPage | DeadLetter) -> str:
+def text_of(page: ExtractedPage | Failure) -> str:
     assert isinstance(page, ExtractedPage), page
     return page.text
 
@@ -109,7 +110,7 @@ def test_page_without_article_text_is_an_empty_extraction() -> None:
     outcome = extract_page(
         b"<html><head><title>Nothing</title></head><body><script>x()</script></body></html>"
     )
-    assert isinstance(outcome, DeadLetter) and outcome.reason == "empty_extraction"
+    assert isinstance(outcome, Failure) and outcome.reason == "empty_extraction"
 
 
 def test_page_metadata_equals_trafilaturas_own_for_every_field_an_article_carries(
@@ -143,13 +144,15 @@ def test_article_id_and_key_come_from_the_canonical_url(eval_dir: Path) -> None:
         "title": "feed title",
         "first_seen": "2026-01-01T00:00:00Z",
     }
-    article = build_article(page, fetched_url=entry["url"], entry=entry, fetch_seconds=0.5)
-    schemas.validate(schemas.ARTICLE, article)
+    article = build_article(
+        page, fetched_url=entry["url"], entry=FeedEntry.from_message(entry), fetch_seconds=0.5
+    )
+    schemas.validate(schemas.ARTICLE, article.to_message())
     # The benchmark names each page by the SHA-256 of its URL, which the page declares.
-    assert article["article_id"] == page_id[:32] == article_id_for(article["url"])
-    assert article["first_seen"] == entry["first_seen"] and article["entry_id"] == "e1"
-    assert article["source"] == "Wall Street Journal" and article["language"] == "en"
-    assert article["title"].startswith("Google Stadia")
+    assert article.article_id == page_id[:32] == article_id_for(article.url)
+    assert article.first_seen == entry["first_seen"] and article.entry_id == "e1"
+    assert article.source == "Wall Street Journal" and article.language == "en"
+    assert article.title.startswith("Google Stadia")
 
 
 def test_canonical_link_to_another_site_or_a_home_page_is_ignored() -> None:
@@ -298,6 +301,6 @@ async def test_a_retry_after_beyond_the_retry_limit_is_dead_lettered_without_a_r
         retry=RetryPolicy(max_attempts=3, max_seconds=30.0),
         sleep=record_sleep,
     )
-    assert isinstance(letter, DeadLetter)
+    assert isinstance(letter, Failure)
     assert (letter.reason, letter.attempts, slept) == ("http_status", 1, [])
     assert letter.details is not None and letter.details["retry_after_seconds"] == 604800

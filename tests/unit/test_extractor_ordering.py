@@ -16,7 +16,8 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from services.common.kafka import DeadLetter
+from services.common.kafka import Failure
+from services.common.messages import Article
 from services.common.shutdown import GracefulStop
 from services.common.workers import WorkerPool
 from services.extractor import app
@@ -77,7 +78,16 @@ class ScriptedExtractor(Extractor):
 
     async def _work(self, rec: ConsumerRecord) -> Output:
         await asyncio.sleep(self.delays[rec.offset])
-        return Output("articles", {"n": rec.offset})
+        url = f"https://news.example/{rec.offset}"
+        article = Article(
+            article_id=f"{rec.offset:032x}",
+            url=url,
+            title="",
+            text=url,
+            content_hash=f"{rec.offset:032x}",
+            fetched_at="2026-01-01T00:00:00.000Z",
+        )
+        return Output("articles", article)
 
 
 async def wait_until(condition: Any, timeout: float = 5) -> None:
@@ -124,12 +134,12 @@ async def test_outputs_leave_in_offset_order_and_only_acknowledged_offsets_are_c
 MARKER = Path(tempfile.gettempdir()) / f"wirewatch-crash-once-{os.getpid()}"
 
 
-def crash_once(body: bytes, *, url: str | None, content_type: str | None) -> DeadLetter:
+def crash_once(body: bytes, *, url: str | None, content_type: str | None) -> Failure:
     """Stands in for a page that kills its worker process the first time only."""
     if not MARKER.exists():
         MARKER.touch()
         os._exit(1)
-    return DeadLetter("empty_extraction", f"survived: {len(body)} bytes")
+    return Failure("empty_extraction", f"survived: {len(body)} bytes")
 
 
 def fork_pool(workers: int) -> WorkerPool:
@@ -158,5 +168,5 @@ async def test_a_dead_worker_is_replaced_and_the_entry_retried_once(
     finally:
         extractor.pool.shutdown()
         MARKER.unlink(missing_ok=True)
-    assert isinstance(outcome, DeadLetter) and outcome.error == "survived: 6 bytes"
+    assert isinstance(outcome, Failure) and outcome.error == "survived: 6 bytes"
     assert extractor.pool.executor is not first_executor

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from bench.evaldata import eval_dir
 from services.coder.dates import MONTHS, WEEKDAYS, resolve_date
 from services.common import schemas
-from services.common.kafka import DeadLetter, decode_value
-from services.poller.feeds import canonicalize_url, entry_message, parse_feed
+from services.common.kafka import Failure, decode_value
+from services.poller.feeds import canonicalize_url, feed_entry, parse_feed
 
 REAL_FEED = (eval_dir() / "feeds" / "rss-parser/test/input/guardian.rss").read_bytes()
 EXAMPLES = Path(schemas.schemas_dir()) / "examples"
@@ -39,12 +39,12 @@ def assert_usable(body: bytes) -> None:
         if entry.url is None:
             continue
         assert entry.url.startswith(("http://", "https://"))
-        message = entry_message(
+        message = feed_entry(
             entry,
             feed_url="https://feeds.example.org/feed.xml",
             feed_title=parsed.title,
             first_seen=FIRST_SEEN,
-        )
+        ).to_message()
         schemas.validate(schemas.FEED_ENTRY, message)
 
 
@@ -180,7 +180,7 @@ def test_any_message_bytes_decode_to_a_message_or_a_dead_letter_reason(
     schema_id: str, raw: bytes | None
 ) -> None:
     decoded = decode_value(raw, schema_id)
-    if isinstance(decoded, DeadLetter):
+    if isinstance(decoded, Failure):
         assert decoded.reason in DECODE_REASONS and decoded.error
     else:
         assert schemas.is_valid(schema_id, decoded)
@@ -202,14 +202,14 @@ def test_a_valid_message_with_one_field_changed_is_accepted_only_if_the_schema_a
     else:
         changed[field] = data.draw(_json_values())
     decoded = decode_value(json.dumps(changed).encode(), schema_id)
-    if isinstance(decoded, DeadLetter):
+    if isinstance(decoded, Failure):
         assert decoded.reason == "schema_invalid" and decoded.error
         assert not schemas.is_valid(schema_id, changed)
     else:
         assert decoded == changed
     required = schemas.load_schema(schema_id).get("required", [])
     if field in required and field not in changed:
-        assert isinstance(decoded, DeadLetter)
+        assert isinstance(decoded, Failure)
 
 
 _PUBLISHED = st.dates(min_value=date(1990, 1, 1), max_value=date(2090, 12, 31))

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from services.common import schemas
-from services.common.kafka import DeadLetter
+from services.common.kafka import Failure
 from services.extractor.extract import ExtractedPage, build_article, extract_page
-from services.poller.feeds import entry_message, parse_feed
+from services.poller.feeds import feed_entry, parse_feed
 
 FIRST_SEEN = datetime(2026, 11, 28, tzinfo=UTC)
 EXTRACTOR_REASONS = {"empty_extraction", "extraction_failed"}
@@ -63,9 +63,9 @@ def test_every_feed_file_parses_to_entries_or_a_reason_and_matches_the_manifest(
             if entry.url is None:
                 without_link += 1  # the poller sends these to the DLQ: entry_without_link
                 continue
-            message = entry_message(
+            message = feed_entry(
                 entry, feed_url=url, feed_title=parsed.title, first_seen=FIRST_SEEN
-            )
+            ).to_message()
             schemas.validate(schemas.FEED_ENTRY, message)
     assert sum(outcomes.values()) == len(records)
     # Real documents that are no feed at all are told apart from feeds that are empty.
@@ -101,14 +101,14 @@ def test_every_extraction_page_becomes_a_valid_article_or_a_dead_letter_with_a_r
     for path in pages:
         url = f"https://news.example.org/{path.name.removesuffix('.html.gz')}"
         result = extract_page(gzip.decompress(path.read_bytes()), url=url)
-        if isinstance(result, DeadLetter):
+        if isinstance(result, Failure):
             assert result.reason in EXTRACTOR_REASONS and result.error, path.name
             outcomes[result.reason] += 1
             continue
         assert isinstance(result, ExtractedPage)
         article = build_article(result, fetched_url=url)
-        schemas.validate(schemas.ARTICLE, article)
-        assert article["text"].strip(), path.name
+        schemas.validate(schemas.ARTICLE, article.to_message())
+        assert article.text.strip(), path.name
         outcomes["article"] += 1
     assert sum(outcomes.values()) == 181
     # The benchmark pages are all real articles, each with a hand-made body: all extract.

@@ -13,7 +13,7 @@ from services.poller.feeds import (
     canonicalize_url,
     content_hash,
     entry_identity,
-    entry_message,
+    feed_entry,
     parse_feed,
 )
 from services.replay.paging import paging_links
@@ -62,12 +62,12 @@ def test_a_feeds_credentials_stay_out_of_its_entries_links(headers: dict[str, st
         "https://news.example/b?id=2",
     ]
     for entry in parsed.entries:
-        message = entry_message(
+        message = feed_entry(
             entry,
             feed_url="https://alice:s3cret@feeds.example/rss",
             feed_title=None,
             first_seen=datetime(2025, 3, 11, tzinfo=UTC),
-        )
+        ).to_message()
         assert "s3cret" not in str(message) and "alice" not in str(message)
         assert "carol" not in str(message)
 
@@ -90,12 +90,12 @@ def test_real_feed_parses_to_schema_valid_messages(eval_dir: Path) -> None:
     assert len(parsed.entries) == 55
     first_seen = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     for entry in parsed.entries:
-        message = entry_message(
+        message = feed_entry(
             entry,
             feed_url="https://www.theguardian.com/us/rss",
             feed_title=parsed.title,
             first_seen=first_seen,
-        )
+        ).to_message()
         schemas.validate(schemas.FEED_ENTRY, message)
         assert message["first_seen"] == "2026-01-02T03:04:05.678Z"
     assert all(entry.published is not None for entry in parsed.entries)

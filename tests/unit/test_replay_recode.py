@@ -7,7 +7,7 @@ import json
 from aiokafka import ConsumerRecord
 
 from services.common import schemas
-from services.common.kafka import DeadLetter
+from services.common.kafka import Failure
 from services.replay.recode import article_for_coding, collect_articles
 from tests.integration.test_replay_recode import seed_dedup_results
 
@@ -45,8 +45,8 @@ def test_unusable_messages_are_dead_letters_with_a_reason() -> None:
     event = json.dumps({"schema": schemas.DIPLOMATIC_EVENT}).encode()
     blank = json.dumps(seed_dedup_results()[0]["article"] | {"text": "   "}).encode()
     outcomes = [article_for_coding(raw) for raw in (b"\xff", None, event, blank)]
-    assert all(isinstance(o, DeadLetter) for o in outcomes)
-    reasons = [o.reason for o in outcomes if isinstance(o, DeadLetter)]
+    assert all(isinstance(o, Failure) for o in outcomes)
+    reasons = [o.reason for o in outcomes if isinstance(o, Failure)]
     assert reasons == ["invalid_json", "empty_message", "unexpected_schema", "not_codable"]
 
 
