@@ -10,6 +10,7 @@ RUN python -m venv /opt/wirewatch
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services/ services/
+COPY wirewatch_tools/ wirewatch_tools/
 RUN /opt/wirewatch/bin/pip install .
 
 FROM python:3.11-slim-bookworm

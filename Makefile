@@ -36,13 +36,13 @@ run: install ## run the whole pipeline with the embedded broker and the bundled 
 	$(VENV)/bin/wirewatch run
 
 lint: install ## ruff (format check + lint) and mypy --strict
-	$(VENV)/bin/ruff format --check services tests bench examples
-	$(VENV)/bin/ruff check services tests bench examples
+	$(VENV)/bin/ruff format --check services wirewatch_tools tests bench examples
+	$(VENV)/bin/ruff check services wirewatch_tools tests bench examples
 	$(VENV)/bin/mypy
 
 format: install ## apply ruff's formatting and safe fixes
-	$(VENV)/bin/ruff format services tests bench examples
-	$(VENV)/bin/ruff check --fix services tests bench examples
+	$(VENV)/bin/ruff format services wirewatch_tools tests bench examples
+	$(VENV)/bin/ruff check --fix services wirewatch_tools tests bench examples
 
 test-unit: install ## unit tests only (seconds, no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -17,10 +17,10 @@ import sys
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.processes import tree_cpu_seconds
-from services.common.broker import EmbeddedBroker, Storage
 from services.common.kafka import make_consumer, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import TopicSpec, ensure_topics
+from wirewatch_tools.broker import EmbeddedBroker, Storage
 
 PARTITIONS = 4
 RECORD = b"x" * 4000

@@ -17,7 +17,7 @@ from bench.evaldata import eval_dir
 from services.coder.coding import default_coder
 from services.coder.core import article_from_mapping, article_mentions
 
-SEEDS = Path(__file__).resolve().parents[1] / "services" / "demo" / "seeds"
+SEEDS = Path(__file__).resolve().parents[1] / "wirewatch_tools" / "demo" / "seeds"
 
 
 def corpus() -> list[dict[str, str]]:

@@ -37,7 +37,7 @@ def corpus() -> list[str]:
     texts += [json.loads(line)["text"] for line in neardup.open(encoding="utf-8")]
     truth = json.loads((eval_dir() / "extraction" / "ground-truth.json").read_text())
     texts += [item["articleBody"] for item in truth.values() if len(item["articleBody"]) > 400]
-    seeds = REPO_ROOT / "services" / "demo" / "seeds"
+    seeds = REPO_ROOT / "wirewatch_tools" / "demo" / "seeds"
     texts += [path.read_text(encoding="utf-8") for path in sorted(seeds.glob("*.txt"))]
     return texts
 

@@ -58,10 +58,10 @@ from bench.evaldata import eval_dir
 from bench.extract import bare_loop
 from bench.extract_quality import load_pages
 from bench.processes import process_table, tree_cpu_seconds, tree_rss_mb, wait_ready
-from services.common.broker import EmbeddedBroker, free_port, wait_for_port
 from services.common.kafka import FIRST_SEEN_HEADER, make_consumer, make_producer
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import TopicSpec, ensure_topics, pipeline_topics
+from wirewatch_tools.broker import EmbeddedBroker, free_port, wait_for_port
 
 SERVICES = ("poller", "extractor", "dedup", "coder")
 FEEDS = 24

@@ -29,11 +29,11 @@ from aiohttp import web
 from bench.evaldata import eval_dir
 from bench.extract_quality import load_pages
 from bench.processes import tree_cpu_seconds, wait_ready
-from services.common.broker import EmbeddedBroker, free_port
 from services.common.kafka import make_consumer, make_producer
 from services.common.metrics import bound_port
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import ensure_topics, pipeline_topics
+from wirewatch_tools.broker import EmbeddedBroker, free_port
 
 COPIES = int(os.environ.get("BENCH_EXTRACT_COPIES", "2"))
 ROUNDS = int(os.environ.get("BENCH_EXTRACT_ROUNDS", "3"))

@@ -27,7 +27,6 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from bench.evaldata import eval_dir
-from services.common.broker import EmbeddedBroker, wait_for_port
 from services.common.http import FetchSettings
 from services.common.kafka import make_producer
 from services.common.settings import KafkaSettings, TopicNames
@@ -36,6 +35,7 @@ from services.poller.app import Poller, PollerMetrics, PollResult
 from services.poller.feedlist import FeedSpec
 from services.poller.settings import PollerSettings
 from services.poller.state import state_topic_spec
+from wirewatch_tools.broker import EmbeddedBroker, wait_for_port
 
 FEEDS = 1000
 STEADY_ROUNDS = 5

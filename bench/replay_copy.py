@@ -14,12 +14,13 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from services.common.broker import EmbeddedBroker
+from services.common import ranges
 from services.common.kafka import make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import TopicSpec, ensure_topics
-from services.replay import app
-from services.replay.progress import Progress
+from wirewatch_tools.broker import EmbeddedBroker
+from wirewatch_tools.replay import app
+from wirewatch_tools.replay.progress import Progress
 
 MESSAGES = 20_000
 PARTITIONS = 4
@@ -49,7 +50,7 @@ async def bare_copy(kafka: KafkaSettings, source: str, target: str) -> float:
     """The baseline: read every record and send it on, nothing else."""
     await ensure_topics(kafka, [TopicSpec(target, PARTITIONS)])
     started = time.perf_counter()
-    consumer = await app.start_consumer(kafka, group_id=None)
+    consumer = await ranges.start_consumer(kafka, group_id=None)
     producer = make_producer(kafka)
     await producer.start()
     tps = [TopicPartition(source, p) for p in range(PARTITIONS)]
@@ -78,7 +79,7 @@ async def bare_copy(kafka: KafkaSettings, source: str, target: str) -> float:
 async def replay_copy(kafka: KafkaSettings, source: str, target: str) -> tuple[float, float, int]:
     settings = app.ReplaySettings(kafka=kafka)
     started = time.perf_counter()
-    request = app.CopyRequest(source, target, since_ms=T0, until_ms=T0 + MESSAGES * 10)
+    request = ranges.CopyRequest(source, target, since_ms=T0, until_ms=T0 + MESSAGES * 10)
     plan, checkpoint = await app.prepare_copy(
         kafka, settings, request, f"bench-{target}", restart=True
     )

@@ -19,7 +19,7 @@ from services.dedup.offline import load_seed_articles
 from services.dedup.similarity import content_words
 
 DAY = 86400.0
-# The day the demo feed dates the seed articles (services/demo/seeds/ORIGIN.md).
+# The day the demo feed dates the seed articles (wirewatch_tools/demo/seeds/ORIGIN.md).
 SEEDS_PUBLISHED = "2025-03-17T12:00:00Z"
 
 
@@ -71,7 +71,7 @@ def seed_stream() -> list[Labelled]:
     published = parse_time(SEEDS_PUBLISHED)
     return [
         Labelled(ArticleIn(a.article_id, a.title, a.text, published), "seeds")
-        for a in load_seed_articles(REPO_ROOT / "services" / "demo" / "seeds")
+        for a in load_seed_articles(REPO_ROOT / "wirewatch_tools" / "demo" / "seeds")
     ]
 
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import settings
 
 from bench import evaldata
-from services.common.broker import EmbeddedBroker
 from services.common.settings import KafkaSettings
+from wirewatch_tools.broker import EmbeddedBroker
 
 EVAL_DIR = evaldata.eval_dir()
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.broker import EmbeddedBroker
 from tests.faults.pages import FaultServer
+from wirewatch_tools.broker import EmbeddedBroker
 
 SUMMARY: list[str] = []
 

@@ -2,7 +2,8 @@
 
 Articles are the 29 real news leads of ``shared/eval/neardup/news_pages_dev.jsonl`` (clusters of
 copies and rewrites on the March 2025 Jeddah talks and the May 2025 India-Pakistan ceasefire)
-and the five seed articles of ``services/demo/seeds/`` (rendered by the demo server's own code).
+and the five seed articles of ``wirewatch_tools/demo/seeds/`` (rendered by the demo server's
+own code).
 They are spread over several feeds so that the poller emits them over several seconds (one
 request a second per host) and a kill can land in the middle.
 
@@ -38,7 +39,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from services.demo.server import load_seed_articles, render_article_page
+from wirewatch_tools.demo.server import load_seed_articles, render_article_page
 
 FEEDS = 6
 # The first requests of these paths fail, later ones succeed (5xx burst, stall, reset).

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from services.common.broker import EmbeddedBroker
 from services.common.kafka import end_offsets, make_consumer, make_producer, probe_end_offsets
 from services.common.settings import KafkaSettings
 from services.common.topics import TopicSpec, ensure_topics
+from wirewatch_tools.broker import EmbeddedBroker
 
 
 async def produce_five_one_by_one(kafka: KafkaSettings, topic: str, *, partitions: int) -> None:

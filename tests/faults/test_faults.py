@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 
-from services.common.broker import EmbeddedBroker
 from services.common.kafka import make_producer
 from services.common.settings import KafkaSettings, TopicNames
 from services.poller.feeds import canonicalize_url
@@ -38,6 +37,7 @@ from tests.faults.pages import (
     FaultPlan,
     FaultServer,
 )
+from wirewatch_tools.broker import EmbeddedBroker
 
 CASE_TIMEOUT = 300.0
 FULL_OUTAGE_SECONDS = 30.0

@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from services.common.broker import free_port
+from wirewatch_tools.broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"

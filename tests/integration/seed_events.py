@@ -1,5 +1,6 @@
-"""The five seed articles (services/demo/seeds/) coded by the real coder core, sent as the coder
-service sends them: each update keyed by its event id, then a tombstone for each id it replaced.
+"""The five seed articles (wirewatch_tools/demo/seeds/) coded by the real coder core, sent as
+the coder service sends them: each update keyed by its event id, then a tombstone for each id
+it replaced.
 
 Shared by the consumer-example and export tests, so that what they read is what the pipeline
 writes for the demo feed, not events written by hand.
@@ -15,7 +16,7 @@ from services.coder.core import EventStore, article_from_mapping, code_article
 from services.common.kafka import encode_json, make_producer
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import TopicSpec, ensure_topics, pipeline_topics
-from services.demo.server import load_seed_articles
+from wirewatch_tools.demo.server import load_seed_articles
 
 # One message of the events topic: (key, value); value None is a tombstone.
 Message = tuple[str, dict[str, Any] | None]

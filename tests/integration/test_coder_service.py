@@ -1,9 +1,9 @@
 """The coder service as a real process (``python -m services.coder``) on the real embedded broker.
 
 A story arrives in three articles (three of the seed articles, origin in
-services/demo/seeds/ORIGIN.md), one at a time: the announced Trump-Putin call must stay one event
-whose counts grow. A second worker (new group, new table) replaying the same articles must give
-the same event ids. A malformed message must reach the DLQ with its reason.
+wirewatch_tools/demo/seeds/ORIGIN.md), one at a time: the announced Trump-Putin call must stay
+one event whose counts grow. A second worker (new group, new table) replaying the same articles
+must give the same event ids. A malformed message must reach the DLQ with its reason.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pytest
 from services.common.kafka import FIRST_SEEN_HEADER, encode_json, make_consumer, make_producer
 from services.common.settings import KafkaSettings
 
-SEEDS = Path(__file__).resolve().parents[2] / "services" / "demo" / "seeds"
+SEEDS = Path(__file__).resolve().parents[2] / "wirewatch_tools" / "demo" / "seeds"
 STORY = ["001_fc1665f0818841e7.txt", "002_ebc0fb74b416bdc1.txt", "003_8b029c9b536525ad.txt"]
 TIMEOUT = 90.0
 IDLE_SECONDS = 6.0

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def wirewatch(args: list[str], bootstrap: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own entry point
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "wirewatch_tools.cli", *args],
         capture_output=True,
         text=True,
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
@@ -180,7 +180,7 @@ def test_export_draws_a_progress_bar_when_stderr_is_a_terminal(
     try:
         with (tmp_path / "out.tsv").open("w") as out:
             process = subprocess.run(  # noqa: S603 - our own entry point
-                [sys.executable, "-m", "services.cli", "export", "--topic", unique_topic]
+                [sys.executable, "-m", "wirewatch_tools.cli", "export", "--topic", unique_topic]
                 + ["--format", "tsv"],
                 stdout=out,
                 stderr=follower,

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from services.common.broker import free_port
 from services.common.kafka import make_consumer, make_producer
 from services.common.metrics import bound_port
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import ensure_topics, pipeline_topics
+from wirewatch_tools.broker import free_port
 
 ENTRIES = 120
 

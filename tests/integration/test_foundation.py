@@ -16,7 +16,6 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from services.common import schemas
-from services.common.broker import free_port, wait_for_kafka
 from services.common.errors import SchemaValidationError
 from services.common.kafka import (
     SCHEMA_HEADER,
@@ -30,8 +29,9 @@ from services.common.kafka import (
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import TopicSpec, ensure_topics
 from tests.unit.test_schemas import load_example
+from wirewatch_tools.broker import free_port, wait_for_kafka
 
-WIREWATCH = [sys.executable, "-m", "services.cli"]
+WIREWATCH = [sys.executable, "-m", "wirewatch_tools.cli"]
 
 
 async def consume_all(

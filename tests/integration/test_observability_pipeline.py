@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.cli import SERVICE_NAMES
+from services import SERVICE_NAMES
 from tests.integration.prometheus import REPO, PrometheusServer, StartPrometheus
 from tests.unit.test_deploy_metrics import dashboard_exprs, documented_metrics
 
@@ -104,7 +104,7 @@ class Pipeline:
     def start(self) -> None:
         env = dict(os.environ)
         env.pop("KAFKA_BOOTSTRAP_SERVERS", None)  # its own embedded broker, not the session's
-        command = [sys.executable, "-m", "services.cli", "run"]
+        command = [sys.executable, "-m", "wirewatch_tools.cli", "run"]
         command += ["--demo-port", str(self.demo_port), "--metrics-base-port", str(self.base)]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(

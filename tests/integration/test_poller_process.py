@@ -13,10 +13,10 @@ from pathlib import Path
 
 from aiokafka import ConsumerRecord
 
-from services.common.broker import free_port, wait_for_port
 from services.common.kafka import FIRST_SEEN_HEADER, header_value
 from services.common.settings import KafkaSettings
 from tests.integration.poller_helpers import read_topic
+from wirewatch_tools.broker import free_port, wait_for_port
 
 
 def scrape(port: int) -> str:
@@ -30,7 +30,7 @@ async def test_service_process_emits_the_demo_feed_serves_metrics_and_stops_on_s
 ) -> None:
     demo_port, metrics_port = free_port(), free_port()
     demo = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "demo-server", "--port", str(demo_port)]
+        [sys.executable, "-m", "wirewatch_tools.cli", "demo-server", "--port", str(demo_port)]
     )
     feeds = tmp_path / "feeds.yaml"
     feeds.write_text(

@@ -12,14 +12,15 @@ from collections import defaultdict
 
 from aiokafka import ConsumerRecord, TopicPartition
 
+from services.common import ranges
 from services.common.kafka import make_consumer, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import TopicSpec, ensure_topics
-from services.replay import app
-from services.replay.plan import JOB_HEADER, REPLAY_HEADERS, SOURCE_HEADER, format_instant
-from services.replay.progress import Progress
+from wirewatch_tools.replay import app
+from wirewatch_tools.replay.plan import JOB_HEADER, REPLAY_HEADERS, SOURCE_HEADER, format_instant
+from wirewatch_tools.replay.progress import Progress
 
-WIREWATCH = [sys.executable, "-m", "services.cli"]
+WIREWATCH = [sys.executable, "-m", "wirewatch_tools.cli"]
 T0 = 1_742_200_000_000  # 2025-03-17T08:26:40Z: the stream's first timestamp
 STEP_MS = 1000
 
@@ -99,9 +100,9 @@ async def test_time_range_copy_yields_exactly_the_messages_in_range_in_partition
     assert sum(map(len, expected.values())) == 44
 
     target = f"{unique_topic}-copy"
-    request = app.CopyRequest(unique_topic, target, since_ms=since, until_ms=until)
+    request = ranges.CopyRequest(unique_topic, target, since_ms=since, until_ms=until)
     settings = app.ReplaySettings(kafka=kafka_settings)
-    plan = await app.build_plan(kafka_settings, request)
+    plan = await ranges.build_plan(kafka_settings, request)
     outcome = await app.copy_range(
         kafka_settings,
         settings,
@@ -233,7 +234,7 @@ async def test_copy_stopped_gracefully_resumes_from_its_checkpoint(
     await produce_stream(kafka_settings, unique_topic, total)
     target = f"{unique_topic}-copy"
     settings = app.ReplaySettings(kafka=kafka_settings, checkpoint_every=50)
-    request = app.CopyRequest(unique_topic, target)
+    request = ranges.CopyRequest(unique_topic, target)
     plan, checkpoint = await app.prepare_copy(
         kafka_settings, settings, request, "job-graceful", restart=False
     )

@@ -12,12 +12,12 @@ from services.common import schemas
 from services.common.kafka import ValidatingProducer, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import TopicSpec, ensure_topics
-from services.demo.server import load_seed_articles
 from tests.integration.test_replay_copy import WIREWATCH, env_for, read_topic
+from wirewatch_tools.demo.server import load_seed_articles
 
 
 def seed_dedup_results() -> list[dict[str, Any]]:
-    """The five seed articles (services/demo/seeds, one story) as ``dedup_result.v1`` messages."""
+    """The five seed articles (wirewatch_tools/demo/seeds, one story) as ``dedup_result.v1``."""
     messages: list[dict[str, Any]] = []
     for seed in load_seed_articles():
         url = f"http://127.0.0.1:8008/articles/{seed.number}.html"

@@ -11,7 +11,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.kafka import make_consumer
 from services.common.settings import KafkaSettings
-from services.replay.plan import format_instant
 from tests.integration.test_replay_copy import (
     STEP_MS,
     T0,
@@ -20,6 +19,7 @@ from tests.integration.test_replay_copy import (
     produce_stream,
     read_topic,
 )
+from wirewatch_tools.replay.plan import format_instant
 
 
 async def consume_in_group(

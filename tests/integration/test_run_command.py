@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from services.common.broker import free_port
-from services.core.pipeline import existing_services
+from wirewatch_tools.broker import free_port
+from wirewatch_tools.local.pipeline import existing_services
 
 
 def descendants(pid: int) -> set[int]:
@@ -49,7 +49,7 @@ def test_run_codes_the_demo_feed_to_events_and_ctrl_c_stops_everything(tmp_path:
             [
                 sys.executable,
                 "-m",
-                "services.cli",
+                "wirewatch_tools.cli",
                 "run",
                 "--demo-port",
                 str(free_port()),

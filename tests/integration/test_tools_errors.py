@@ -13,7 +13,7 @@ def test_tail_of_a_missing_topic_says_so_without_a_traceback(
     kafka_settings: KafkaSettings, unique_topic: str
 ) -> None:
     result = subprocess.run(  # noqa: S603 - our own entry point
-        [sys.executable, "-m", "services.cli", "tail", unique_topic, "--max", "1"],
+        [sys.executable, "-m", "wirewatch_tools.cli", "tail", unique_topic, "--max", "1"],
         capture_output=True,
         text=True,
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers},

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.cli import main
 from services.common import schemas
+from wirewatch_tools.cli import main
 
 
 def test_code_command_prints_valid_events_and_reports_bad_lines(

@@ -28,7 +28,7 @@ from services.coder.memo import MemoAttributeRuler, MemoLemmatize
 from services.common import schemas
 from services.common.kafka import Failure, encode_json
 
-SEEDS = Path(__file__).resolve().parents[2] / "services" / "demo" / "seeds"
+SEEDS = Path(__file__).resolve().parents[2] / "wirewatch_tools" / "demo" / "seeds"
 MONDAY = date(2025, 3, 17)
 
 

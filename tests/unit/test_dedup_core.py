@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from services.cli import main as wirewatch
 from services.dedup.engine import ArticleIn, Deduplicator, parse_time
 from services.dedup.index import Window, WindowEntry
 from services.dedup.offline import load_seed_articles, run_offline
@@ -23,8 +22,9 @@ from services.dedup.profile import make_profile, prose, rarity
 from services.dedup.records import article_event_time, restore_record, window_record
 from services.dedup.similarity import extract_quotes, fingerprint, stable_hash
 from services.dedup.stories import StoryModel
+from wirewatch_tools.cli import main as wirewatch
 
-SEEDS = Path(__file__).resolve().parents[2] / "services" / "demo" / "seeds"
+SEEDS = Path(__file__).resolve().parents[2] / "wirewatch_tools" / "demo" / "seeds"
 HOUR = 3600.0
 
 

@@ -17,9 +17,9 @@ import jsonschema
 import pytest
 import yaml
 
-from services.cli import build_parser
 from services.common.settings import TopicNames
 from services.common.topics import pipeline_topics
+from wirewatch_tools.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ("poller", "extractor", "dedup", "coder")
@@ -113,7 +113,7 @@ def parse_cli(command: list[str]) -> Any:
     try:
         return build_parser().parse_args(command)
     except SystemExit:
-        pytest.fail(f"`wirewatch {' '.join(command)}` is not a command of services/cli.py")
+        pytest.fail(f"`wirewatch {' '.join(command)}` is not a command of wirewatch_tools/cli.py")
 
 
 def test_every_stage_runs_the_one_image_with_a_command_the_cli_has() -> None:

@@ -19,7 +19,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from pydantic_settings import BaseSettings
 
 import services
-from services.cli import SERVICE_NAMES, build_parser
+from services import SERVICE_NAMES
+from wirewatch_tools.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

@@ -1,7 +1,7 @@
 """``wirewatch export`` offline: GDELT 2.0 rows, PLOVER records, the compacted view of a JSONL.
 
 The expected column names are typed here from the GDELT 2.0 Event Database Codebook (V2.0,
-2015-02-19), independently of services/export/gdelt.py, so a wrong or missing column fails.
+2015-02-19), independently of wirewatch_tools/export/gdelt.py, so a wrong or missing column fails.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from services.cli import main
-from services.export.gdelt import COLUMNS, gdelt_row, write_parquet, write_tsv
-from services.export.plover import plover_record
-from services.export.view import ExportInputError, read_jsonl_view
+from wirewatch_tools.cli import main
+from wirewatch_tools.export.gdelt import COLUMNS, gdelt_row, write_parquet, write_tsv
+from wirewatch_tools.export.plover import plover_record
+from wirewatch_tools.export.view import ExportInputError, read_jsonl_view
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE: dict[str, Any] = json.loads(

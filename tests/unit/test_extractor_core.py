@@ -19,7 +19,6 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from trafilatura.metadata import extract_metadata
 from trafilatura.utils import load_html
 
-from services.cli import build_parser
 from services.common import schemas
 from services.common.http import FetchResult, FetchSettings, HostPoliteness
 from services.common.kafka import Failure
@@ -46,6 +45,7 @@ from services.extractor.fetch import (
     fetch_page_once,
     is_html,
 )
+from wirewatch_tools.cli import build_parser
 
 RUSSIAN = "c4a3637c6696f238"  # ru-RU page declared UTF-8
 PORTUGUESE = "23aaecd14171f96c"  # pt-BR page declared UTF-8

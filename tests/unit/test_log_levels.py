@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from services import cli
 from services.extractor import app as extractor_app
 from services.poller import app as poller_app
+from wirewatch_tools import cli
 
 
 @pytest.fixture(autouse=True)

@@ -59,7 +59,7 @@ def not_kafka() -> Iterator[int]:
 def run_wirewatch(args: list[str], bootstrap: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     return subprocess.run(  # noqa: S603 - our own entry point
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "wirewatch_tools.cli", *args],
         capture_output=True,
         text=True,
         env=env,

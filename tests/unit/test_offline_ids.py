@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.cli import main
 from services.dedup.offline import article_from_line, run_offline
+from wirewatch_tools.cli import main
 
 TEXT = "Britain and France condemned Russia on Monday."
 

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from services.common.broker import free_port
-from services.core.pipeline import port_to_use
+from wirewatch_tools.broker import free_port
+from wirewatch_tools.local.pipeline import port_to_use
 
 
 def test_a_free_default_port_is_kept() -> None:

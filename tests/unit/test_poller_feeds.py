@@ -16,7 +16,7 @@ from services.poller.feeds import (
     feed_entry,
     parse_feed,
 )
-from services.replay.paging import paging_links
+from services.poller.paging import paging_links
 
 GUARDIAN = "rss-parser/test/input/guardian.rss"
 FEED = "https://feeds.example/rss"

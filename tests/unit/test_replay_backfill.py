@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from services.poller.backfill import FeedHistory, oldest_first
 from services.poller.feeds import ParsedEntry
-from services.replay.backfill import FeedHistory, oldest_first
 
 
 def entry(entry_id: str, day: int | None) -> ParsedEntry:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.replay.paging import HistoryWalk, PagingLinks, paging_links
+from services.poller.paging import HistoryWalk, PagingLinks, paging_links
 
 # Modelled on RFC 5005 section 4 (archived feeds): a subscription document with prev-archive.
 ARCHIVED_SUBSCRIPTION = b"""<?xml version="1.0" encoding="utf-8"?>

@@ -10,29 +10,31 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.replay.plan import (
-    JOB_HEADER,
-    SOURCE_HEADER,
-    Checkpoint,
+from services.common.ranges import (
     CopyPlan,
-    OffsetChange,
     PartitionRange,
     RecordPosition,
     ReplayError,
+    first_offset_at_or_after,
+    plan_ranges,
+)
+from wirewatch_tools.replay.plan import (
+    JOB_HEADER,
+    SOURCE_HEADER,
+    Checkpoint,
+    OffsetChange,
     advance_past_copied,
     copied_from,
-    first_offset_at_or_after,
     format_offset_changes,
     format_plan,
     job_id,
     latest_checkpoints,
     parse_instant,
     parse_offsets,
-    plan_ranges,
     provenance_headers,
     start_checkpoint,
 )
-from services.replay.progress import Progress, describe_progress
+from wirewatch_tools.replay.progress import Progress, describe_progress
 
 
 def test_instant_without_zone_is_utc_and_z_suffix_is_accepted() -> None:

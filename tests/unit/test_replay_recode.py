@@ -6,9 +6,9 @@ import json
 
 from aiokafka import ConsumerRecord
 
+from services.coder.recode import article_for_coding, collect_articles
 from services.common import schemas
 from services.common.kafka import Failure
-from services.replay.recode import article_for_coding, collect_articles
 from tests.integration.test_replay_recode import seed_dedup_results
 
 

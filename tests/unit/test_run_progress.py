@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from services.common.metrics import ServiceMetrics
-from services.core.pipeline import progress_counts, progress_line, scrape
+from wirewatch_tools.local.pipeline import progress_counts, progress_line, scrape
 
 
 def metrics_page(service: str, fill: dict[str, dict[tuple[str, ...], int]]) -> str:

@@ -28,10 +28,9 @@ from services.common.kafka import (
     decode_value,
     make_producer,
 )
+from services.common.ranges import CopyPlan, CopyRequest, build_plan, start_consumer
 from services.common.settings import KafkaSettings
 from services.common.topics import TopicSpec, ensure_topics
-from services.replay.app import CopyRequest, build_plan, start_consumer
-from services.replay.plan import CopyPlan
 
 logger = logging.getLogger(__name__)
 

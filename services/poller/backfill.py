@@ -25,13 +25,13 @@ from services.common.kafka import (
     ValidatingProducer,
     make_producer,
 )
+from services.common.ranges import ReplayError
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import ensure_topics, pipeline_topics
 from services.poller.feeds import ParsedEntry, feed_entry, parse_feed
+from services.poller.paging import HistoryWalk, paging_links
 from services.poller.settings import PollerSettings
 from services.poller.state import FeedState, StateStore, state_topic_spec
-from services.replay.paging import HistoryWalk, paging_links
-from services.replay.plan import ReplayError
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ class SeedArticle:
 
 def load_seed_articles() -> list[SeedArticle]:
     """The seed texts in file order; the headline is the first line that carries words."""
-    folder = resources.files("services.demo") / "seeds"
+    folder = resources.files("wirewatch_tools.demo") / "seeds"
     files = sorted(
         (entry for entry in folder.iterdir() if entry.name.endswith(".txt")),
         key=lambda entry: entry.name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import signal
@@ -20,10 +21,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.cli import SERVICE_NAMES
-from services.common.broker import EmbeddedBroker, free_port, wait_for_port
+from services import SERVICE_NAMES
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import ensure_topics, pipeline_topics
+from wirewatch_tools.broker import EmbeddedBroker, free_port, wait_for_port
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,7 @@ METRICS_TIMEOUT_SECONDS = 1.0
 
 def existing_services() -> list[str]:
     """Stages whose package has a ``__main__`` (a service not built yet is skipped)."""
-    root = Path(__file__).resolve().parents[1]
-    return [name for name in SERVICE_NAMES if (root / name / "__main__.py").exists()]
+    return [name for name in SERVICE_NAMES if importlib.util.find_spec(f"services.{name}.__main__")]
 
 
 def port_to_use(preferred: int, what: str) -> int:
@@ -181,7 +181,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
                 [
                     sys.executable,
                     "-m",
-                    "services.cli",
+                    "wirewatch_tools.cli",
                     "demo-server",
                     "--port",
                     str(demo_port),

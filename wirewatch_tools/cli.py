@@ -1,7 +1,9 @@
 """The ``wirewatch`` entry point: one subcommand a service or tool.
 
-Service packages add their own subcommands through a ``services/<name>/cli.py`` module with a
-``register(subparsers)`` function, so adding a service never edits this file.
+Each stage adds its subcommands through ``services/<name>/cli.py`` and each tool through
+``wirewatch_tools/<name>/cli.py``, a module with a ``register(subparsers)`` function, so adding
+a service never edits this file. It lives with the tools because it imports them; nothing in
+``services`` imports it back.
 """
 
 from __future__ import annotations
@@ -13,28 +15,31 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from services import SERVICE_NAMES
 from services.common.errors import BrokerUnreachableError
 from services.common.logging import configure_logging
 
 logger = logging.getLogger(__name__)
 
-# The pipeline's stages, in data order; `wirewatch run` starts those that exist.
-SERVICE_NAMES = ("poller", "extractor", "dedup", "coder")
-# Packages that only add commands (no long-running service).
+# Tool packages that add commands (no long-running service), in the order of `wirewatch -h`.
 TOOL_NAMES = ("replay", "export")
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def command_modules() -> list[str]:
-    """The importable ``services.<name>.cli`` modules, in a stable order."""
+    """The importable ``cli`` modules of the tools and stages, in a stable order."""
+    packages = [
+        "wirewatch_tools.local",
+        *(f"services.{name}" for name in SERVICE_NAMES),
+        *(f"wirewatch_tools.{name}" for name in TOOL_NAMES),
+    ]
     found = []
-    for name in ("core", *SERVICE_NAMES, *TOOL_NAMES):
-        module = f"services.{name}.cli"
-        if importlib.util.find_spec(f"services.{name}") is None:
+    for package in packages:
+        if importlib.util.find_spec(package) is None:
             continue
-        if importlib.util.find_spec(module) is not None:
-            found.append(module)
+        if importlib.util.find_spec(f"{package}.cli") is not None:
+            found.append(f"{package}.cli")
     return found
 
 

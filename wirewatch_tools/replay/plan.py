@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from services.common.errors import WirewatchError
+from services.common.ranges import CopyPlan, PartitionRange, ReplayError
 
 # Provenance of a copied message: which replay job copied it, and from where. A resumed copy
 # reads these back from the target to continue exactly after the last copied record.
 JOB_HEADER = "wirewatch-replay-job"
 SOURCE_HEADER = "wirewatch-replay-source"
 REPLAY_HEADERS = (JOB_HEADER, SOURCE_HEADER)
-
-
-class ReplayError(WirewatchError):
-    """A replay request that cannot be carried out as asked (bad range, unknown topic, ...)."""
 
 
 class GroupActiveError(ReplayError):
@@ -68,122 +64,6 @@ def parse_offsets(text: str) -> dict[int, int]:
     if not offsets:
         raise ReplayError(f"no PARTITION:OFFSET in {text!r}")
     return offsets
-
-
-@dataclass(frozen=True)
-class PartitionRange:
-    """Offsets ``[start, end)`` of one source partition: the records a copy reads."""
-
-    partition: int
-    start: int
-    end: int
-
-    @property
-    def count(self) -> int:
-        return max(0, self.end - self.start)
-
-
-@dataclass(frozen=True)
-class CopyPlan:
-    """A copy of a range of ``source`` into ``target``, fixed before the first record moves.
-
-    ``since_ms``/``until_ms`` (when the range was given by time) also filter records whose
-    timestamps are out of order, so nothing outside the time range is copied.
-    """
-
-    source: str
-    target: str
-    ranges: tuple[PartitionRange, ...]
-    since_ms: int | None = None
-    until_ms: int | None = None
-
-    @property
-    def total(self) -> int:
-        return sum(r.count for r in self.ranges)
-
-    def in_time_range(self, timestamp_ms: int) -> bool:
-        if self.since_ms is not None and timestamp_ms < self.since_ms:
-            return False
-        return self.until_ms is None or timestamp_ms < self.until_ms
-
-
-def plan_ranges(
-    beginnings: Mapping[int, int],
-    ends: Mapping[int, int],
-    *,
-    starts: Mapping[int, int],
-    stops: Mapping[int, int] | None = None,
-) -> tuple[PartitionRange, ...]:
-    """Clamp the requested start/stop offsets to what the partitions retain.
-
-    ``starts`` names the partitions to copy (a partition it leaves out is not copied); a
-    partition missing from ``stops`` is copied up to its end offset as read now, so a copy of a
-    live topic still ends.
-    """
-    unknown = sorted(set(starts) - set(ends))
-    if unknown:
-        raise ReplayError(f"no such partition(s): {unknown}; the topic has {sorted(ends)}")
-    ranges = []
-    for partition in sorted(starts):
-        low, high = beginnings.get(partition, 0), ends[partition]
-        start = min(max(starts[partition], low), high)
-        stop = high if stops is None or partition not in stops else stops[partition]
-        end = min(max(stop, start), high)
-        ranges.append(PartitionRange(partition, start, end))
-    return tuple(ranges)
-
-
-@dataclass(frozen=True)
-class RecordPosition:
-    """Where a record sits and when it was stamped; all a time look-up needs to know."""
-
-    offset: int
-    timestamp_ms: int
-
-
-# Reads the records at and after an offset (at least one when any exists; empty when none).
-ReadFrom = Callable[[int], Awaitable[Sequence[RecordPosition]]]
-
-
-async def first_offset_at_or_after(
-    timestamp_ms: int,
-    *,
-    begin: int,
-    end: int,
-    read_from: ReadFrom,
-    hint: int | None = None,
-) -> int:
-    """The first offset in ``[begin, end)`` whose record is stamped at or after ``timestamp_ms``.
-
-    Returns ``end`` when there is none. The broker's ``offsets_for_times`` answer (``hint``) is
-    checked against the records around it and used when it holds; otherwise the offset is found
-    by binary search over record timestamps. The check is needed because Tansu indexes by the
-    time a batch arrived, not by the records' own (preserved) timestamps.
-    """
-    if begin >= end:
-        return end
-    if hint is not None and begin <= hint <= end:
-        records = await read_from(max(begin, hint - 1))
-        before = [r for r in records if r.offset < hint]
-        after = [r for r in records if hint <= r.offset < end]
-        starts_ok = hint == begin or (bool(before) and before[-1].timestamp_ms < timestamp_ms)
-        ends_ok = hint == end or (bool(after) and after[0].timestamp_ms >= timestamp_ms)
-        if starts_ok and ends_ok:
-            return hint
-    low, high = begin, end
-    while low < high:
-        middle = (low + high) // 2
-        records = [r for r in await read_from(middle) if middle <= r.offset < high]
-        if not records or records[0].timestamp_ms >= timestamp_ms:
-            high = middle
-            continue
-        later = [r for r in records if r.timestamp_ms >= timestamp_ms]
-        if later:
-            high = later[0].offset
-            low = max(r.offset for r in records if r.offset < later[0].offset) + 1
-        else:
-            low = records[-1].offset + 1
-    return low
 
 
 def job_id(source: str, target: str, request: str) -> str:

@@ -54,7 +54,7 @@ def event_day(value: str) -> date:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from services.export.view import ExportInputError
+    from wirewatch_tools.export.view import ExportInputError
 
     if args.format == "parquet" and args.output == "-":
         print("wirewatch export: --format parquet needs --output FILE", file=sys.stderr)  # noqa: T201
@@ -82,7 +82,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _read_view(args: argparse.Namespace) -> tuple[Any, str]:
-    from services.export.view import iter_lines, read_jsonl_view, read_topic_view
+    from wirewatch_tools.export.view import iter_lines, read_jsonl_view, read_topic_view
 
     if args.input is not None:
         return read_jsonl_view(iter_lines(args.input), name=str(args.input)), str(args.input)
@@ -95,8 +95,8 @@ def _read_view(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _write(events: list[dict[str, Any]], args: argparse.Namespace) -> int:
-    from services.export import gdelt
-    from services.export.plover import plover_record
+    from wirewatch_tools.export import gdelt
+    from wirewatch_tools.export.plover import plover_record
 
     if args.format == "parquet":
         return gdelt.write_parquet((gdelt.gdelt_row(e) for e in events), Path(args.output))

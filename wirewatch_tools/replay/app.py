@@ -17,31 +17,34 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic_settings import SettingsConfigDict
 
-from services.common.kafka import end_offsets, make_consumer, make_producer
+from services.common.kafka import end_offsets, make_producer
+from services.common.ranges import (
+    CopyPlan,
+    CopyRequest,
+    ReplayError,
+    build_plan,
+    locate_offsets,
+    start_consumer,
+    topic_partitions,
+)
 from services.common.settings import KafkaSettings, ServiceSettings
 from services.common.topics import TopicSpec, ensure_topics
-from services.replay.plan import (
+from wirewatch_tools.replay.plan import (
     Checkpoint,
-    CopyPlan,
     GroupActiveError,
     OffsetChange,
-    RecordPosition,
-    ReplayError,
     advance_past_copied,
     copied_from,
-    first_offset_at_or_after,
     latest_checkpoints,
-    plan_ranges,
     provenance_headers,
     start_checkpoint,
 )
-from services.replay.progress import Progress
+from wirewatch_tools.replay.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -65,25 +68,6 @@ def checkpoint_topic_spec(name: str) -> TopicSpec:
 
 
 @dataclass(frozen=True)
-class CopyRequest:
-    """A copy as the user asked for it; the same request maps to the same resumable job."""
-
-    source: str
-    target: str
-    since_ms: int | None = None
-    until_ms: int | None = None
-    from_offsets: Mapping[int, int] | None = None
-    to_offsets: Mapping[int, int] | None = None
-
-    def describe(self) -> str:
-        return (
-            f"since={self.since_ms} until={self.until_ms} "
-            f"from={sorted((self.from_offsets or {}).items())} "
-            f"to={sorted((self.to_offsets or {}).items())}"
-        )
-
-
-@dataclass(frozen=True)
 class CopyOutcome:
     job: str
     plan: CopyPlan
@@ -94,111 +78,11 @@ class CopyOutcome:
     finished: bool
 
 
-async def start_consumer(kafka: KafkaSettings, *topics: str, **options: Any) -> AIOKafkaConsumer:
-    """A started consumer that can be stopped at once.
-
-    aiokafka's stop() re-raises the cancellation of a coordinator task that never got to run,
-    so the loop is given one turn after start().
-    """
-    consumer = make_consumer(kafka, *topics, **options)
-    await consumer.start()
-    await asyncio.sleep(0)
-    return consumer
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    """The topic's partitions as the consumer saw them when it started (none: no such topic).
-
-    A consumer learns every topic's metadata when it starts, so a topic created since needs a
-    new consumer.
-    """
-    return sorted(consumer.partitions_for_topic(topic) or ())
-
-
-async def _read_from(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, *, wait_seconds: float = 5.0
-) -> list[RecordPosition]:
-    consumer.seek(tp, offset)
-    deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        batch = await consumer.getmany(tp, timeout_ms=300, max_records=500)
-        records = batch.get(tp, [])
-        if records:
-            return [RecordPosition(r.offset, r.timestamp) for r in records]
-    return []
-
-
-async def locate_offsets(
-    kafka: KafkaSettings, topic: str, timestamp_ms: int, partitions: Sequence[int]
-) -> dict[int, int]:
-    """For each partition, the first offset whose record is stamped at or after ``timestamp_ms``.
-
-    Partitions with no such record get their end offset.
-    """
-    consumer = await start_consumer(kafka, group_id=None, max_partition_fetch_bytes=256 * 1024)
-    try:
-        tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await end_offsets(consumer, tps)
-        consumer.assign(tps)
-        consumer.pause(*tps)
-        begins = await consumer.beginning_offsets(tps)
-        hints = await consumer.offsets_for_times({tp: timestamp_ms for tp in tps})
-        found: dict[int, int] = {}
-        for tp in tps:
-            answer = hints.get(tp)
-            # Tansu answers "none" as offset 0 with timestamp -1 instead of a null entry.
-            hint = ends[tp] if answer is None or answer.timestamp < 0 else answer.offset
-            consumer.assign([tp])
-
-            async def read(offset: int, tp: TopicPartition = tp) -> list[RecordPosition]:
-                return await _read_from(consumer, tp, offset)
-
-            found[tp.partition] = await first_offset_at_or_after(
-                timestamp_ms, begin=begins[tp], end=ends[tp], read_from=read, hint=hint
-            )
-        return found
-    finally:
-        await consumer.stop()
-
-
-async def build_plan(kafka: KafkaSettings, request: CopyRequest) -> CopyPlan:
-    """Turn the request into fixed offset ranges, read against the topic as it is now."""
-    consumer = await start_consumer(kafka, group_id=None)
-    try:
-        partitions = await _partitions(consumer, request.source)
-        if not partitions:
-            raise ReplayError(f"no such topic: {request.source}")
-        tps = [TopicPartition(request.source, p) for p in partitions]
-        begins = {tp.partition: o for tp, o in (await consumer.beginning_offsets(tps)).items()}
-        ends = {tp.partition: o for tp, o in (await end_offsets(consumer, tps)).items()}
-    finally:
-        await consumer.stop()
-    if request.from_offsets is not None:
-        starts = dict(request.from_offsets)
-    elif request.since_ms is not None:
-        starts = await locate_offsets(kafka, request.source, request.since_ms, partitions)
-    else:
-        starts = dict(begins)
-    stops: dict[int, int] | None = None
-    if request.to_offsets is not None:
-        stops = dict(request.to_offsets)
-    elif request.until_ms is not None:
-        stops = await locate_offsets(kafka, request.source, request.until_ms, sorted(starts))
-    ranges = plan_ranges(begins, ends, starts=starts, stops=stops)
-    return CopyPlan(
-        source=request.source,
-        target=request.target,
-        ranges=ranges,
-        since_ms=request.since_ms,
-        until_ms=request.until_ms,
-    )
-
-
 async def load_checkpoint(kafka: KafkaSettings, topic: str, job: str) -> Checkpoint | None:
     """The job's latest checkpoint, read from the whole (small, compacted) checkpoint topic."""
     consumer = await start_consumer(kafka, group_id=None)
     try:
-        tps = [TopicPartition(topic, p) for p in await _partitions(consumer, topic)]
+        tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
         if not tps:
             return None
         ends = await end_offsets(consumer, tps)
@@ -225,7 +109,7 @@ async def _copied_after(
     """(source partition, offset) of every record ``job`` wrote at or after ``offsets``."""
     consumer = await start_consumer(kafka, group_id=None)
     try:
-        tps = [TopicPartition(target, p) for p in await _partitions(consumer, target)]
+        tps = [TopicPartition(target, p) for p in await topic_partitions(consumer, target)]
         ends = await end_offsets(consumer, tps)
         pending = [tp for tp in tps if ends[tp] > offsets.get(tp.partition, 0)]
         if not pending:
@@ -255,8 +139,8 @@ async def _ensure_target(kafka: KafkaSettings, target: str, *, like: str) -> int
     """Create the target with the source's partition count when missing; its partition count."""
     consumer = await start_consumer(kafka, group_id=None)
     try:
-        existing = await _partitions(consumer, target)
-        source = await _partitions(consumer, like)
+        existing = await topic_partitions(consumer, target)
+        source = await topic_partitions(consumer, like)
     finally:
         await consumer.stop()
     if existing:
@@ -515,7 +399,7 @@ async def rewind_targets(
     """Where the group should resume: the first offset at ``to_ms``, or each partition's start."""
     consumer = await start_consumer(kafka, group_id=None)
     try:
-        per_topic = {topic: await _partitions(consumer, topic) for topic in topics}
+        per_topic = {topic: await topic_partitions(consumer, topic) for topic in topics}
         missing = [t for t, parts in per_topic.items() if not parts]
         if missing:
             raise ReplayError(f"no such topic(s): {missing}")

@@ -7,19 +7,20 @@ import asyncio
 import sys
 from typing import Any
 
+from services.common import ranges
 from services.common.errors import WirewatchError
+from services.common.ranges import ReplayError
 from services.common.shutdown import GracefulStop
-from services.replay import app
-from services.replay.plan import (
+from wirewatch_tools.replay import app
+from wirewatch_tools.replay.plan import (
     GroupActiveError,
-    ReplayError,
     format_offset_changes,
     format_plan,
     job_id,
     parse_instant,
     parse_offsets,
 )
-from services.replay.progress import Progress
+from wirewatch_tools.replay.progress import Progress
 
 EXIT_INVALID = 2
 EXIT_GROUP_ACTIVE = 3
@@ -121,8 +122,8 @@ def register(subparsers: Any) -> None:
     backfill.set_defaults(handler=run_backfill)
 
 
-def _request(args: argparse.Namespace) -> app.CopyRequest:
-    return app.CopyRequest(
+def _request(args: argparse.Namespace) -> ranges.CopyRequest:
+    return ranges.CopyRequest(
         source=args.topic,
         target=args.into,
         since_ms=parse_instant(args.since) if args.since else None,
@@ -143,7 +144,7 @@ def run_copy(args: argparse.Namespace) -> int:
         return EXIT_INVALID
 
 
-async def _copy(args: argparse.Namespace, request: app.CopyRequest) -> int:
+async def _copy(args: argparse.Namespace, request: ranges.CopyRequest) -> int:
     settings = app.ReplaySettings()
     kafka = settings.kafka
     job = args.job or job_id(request.source, request.target, request.describe())
@@ -212,8 +213,7 @@ def run_rewind(args: argparse.Namespace) -> int:
 
 def run_recode(args: argparse.Namespace) -> int:
     # The coder (spaCy and its dictionaries) loads only for this command.
-    from services.coder import CODER_VERSION
-    from services.replay import recode
+    from services.coder import CODER_VERSION, recode
 
     settings = app.ReplaySettings()
     args.topic = args.topic or settings.topics.deduplicated
@@ -250,7 +250,7 @@ def run_recode(args: argparse.Namespace) -> int:
 
 def run_backfill(args: argparse.Namespace) -> int:
     from services.common.http import FetchSettings
-    from services.replay import backfill
+    from services.poller import backfill
 
     settings = app.ReplaySettings()
     poller = backfill.PollerStateSettings()

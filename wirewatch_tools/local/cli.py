@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.common.broker import EmbeddedBroker
 from services.common.settings import KafkaSettings
-from services.core import pipeline
+from wirewatch_tools.broker import EmbeddedBroker
+from wirewatch_tools.local import pipeline
 
 
 def register(subparsers: Any) -> None:
@@ -218,7 +218,7 @@ async def describe_topics(kafka: KafkaSettings) -> list[str]:
 
 
 def run_demo_server(args: argparse.Namespace) -> int:
-    from services.demo.server import serve
+    from wirewatch_tools.demo.server import serve
 
     stop = asyncio.Event()
 
