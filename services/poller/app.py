@@ -173,6 +173,7 @@ class Poller:
         self.session = make_session(self.fetch_settings)
         loaded = await self.store.load()
         self._saved = {key: state.durable_view() for key, state in loaded.items()}
+        await self._recover_unreadable(loaded)
         for feed in self.feeds:
             self.states[feed.url] = loaded.get(feed.url) or FeedState(
                 feed_key=feed.url, url=feed.url
@@ -188,6 +189,35 @@ class Poller:
             if state.consecutive_failures and state.failing_since is None:
                 state.failing_since = self.clock()  # saved before this field existed
             self.metrics.report_failures(feed.name, state)
+
+    async def _recover_unreadable(self, loaded: dict[str, FeedState]) -> None:
+        """Start the feeds whose state is unreadable afresh, knowing what they already sent.
+
+        Such a feed has no validators, schedule or failure count any more, but the ids of its
+        entries in the entries topic are marked seen, so that its next poll sends only entries
+        that were never sent: without that, every entry still in the feed would go out again.
+        """
+        listed = {feed.url: feed for feed in self.feeds}
+        poisoned = {key: why for key, why in self.store.unreadable.items() if key in listed}
+        if not poisoned:
+            return
+        entries_topic = self.settings.topics.entries
+        sent = await self.store.sent_entry_ids(entries_topic, set(poisoned))
+        for key, why in sorted(poisoned.items()):
+            state = FeedState(feed_key=key, url=key)
+            state.remember(sorted(sent[key]), bound=self.settings.seen_entries_per_feed)
+            loaded[key] = state
+            logger.error(
+                "feed %s: its state in %s is unreadable (%s); starting it as a new feed, with "
+                "the %d entries %s already holds from it marked seen so that they are not "
+                "sent again",
+                listed[key].name,
+                self.settings.state_topic,
+                why,
+                len(sent[key]),
+                entries_topic,
+                extra={"feed_url": key},
+            )
 
     async def close(self) -> None:
         if self.session is not None:
