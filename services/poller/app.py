@@ -48,6 +48,7 @@ from services.common.shutdown import GracefulStop
 from services.common.topics import ensure_topics, pipeline_topics
 from services.poller.feedlist import FeedSpec, load_feed_list
 from services.poller.feeds import ParsedEntry, ParsedFeed, entry_message, parse_feed
+from services.poller.lease import LeaseLostError, PollerLease
 from services.poller.schedule import (
     IntervalBounds,
     cache_max_age,
@@ -108,6 +109,11 @@ class PollerMetrics:
             ["feed"],
             registry=registry,
         )
+        self.lease_held = Gauge(
+            "wirewatch_poller_lease_held",
+            "1 while this poller holds the lease on the state topic (0: standing by)",
+            registry=registry,
+        )
         self.consecutive_failures = Gauge(
             "wirewatch_poller_feed_consecutive_failures",
             "Polls of the feed that failed in a row (410 Gone stays failed)",
@@ -146,8 +152,11 @@ class Poller:
         metrics: PollerMetrics,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        lease: PollerLease | None = None,
     ) -> None:
         self.feeds = list(feeds)
+        # None (tests that drive poll_round) polls without asking; the service always asks.
+        self.lease = lease
         self.settings = settings
         self.fetch_settings = fetch_settings
         self.producer = producer
@@ -256,6 +265,8 @@ class Poller:
         if await stop.wait(first):
             return
         while not stop.stopping and not state.gone:
+            if self.lease is not None and not await self.lease.wait_until_held(stop):
+                return
             try:
                 result = await self.poll_feed(feed)
             except Exception:
@@ -526,7 +537,10 @@ class Poller:
 
 
 async def run_service(settings: PollerSettings, fetch_settings: FetchSettings) -> int:
-    """Start-up, the polling loop and a graceful stop for ``python -m services.poller``."""
+    """Start-up, the lease, the polling loop and a graceful stop for ``python -m services.poller``.
+
+    The feeds' states are read only once the lease is held, so that a standby that takes over
+    starts from everything its predecessor wrote."""
     feeds = load_feed_list(settings.feeds)
     topics = [*pipeline_topics(settings.topics), state_topic_spec(settings.state_topic)]
     await ensure_topics(settings.kafka, topics)
@@ -535,26 +549,49 @@ async def run_service(settings: PollerSettings, fetch_settings: FetchSettings) -
     metrics = PollerMetrics()
     producer = make_producer(settings.kafka)
     await producer.start()
+    lease = PollerLease(
+        settings.kafka, settings.state_topic, producer, seconds=settings.lease_seconds
+    )
     poller = Poller(
         feeds,
         settings=settings,
         fetch_settings=fetch_settings,
         producer=producer,
         metrics=metrics,
+        lease=lease,
     )
     health = HealthServer(
         host=settings.metrics_host,
         port=settings.metrics_port,
         is_ready=lambda: poller.ready,
     )
+    code = 0
     try:
         await health.start()
+        await lease.start()
+        if not await lease.acquire(stop):
+            logger.info("poller stopped while standing by")
+            return 0
+        metrics.lease_held.set(1)
+        keeper = asyncio.create_task(lease.keep(stop))
+        keeper.add_done_callback(lambda _: stop.request())
         await poller.start()
         logger.info("polling %d feeds into %s", len(feeds), settings.topics.entries)
         await poller.run(stop)
+        keeper.cancel()
+        try:
+            await keeper
+        except LeaseLostError as exc:
+            logger.error("%s: stopping (restarted, it stands by)", exc)
+            code = 1
+        except asyncio.CancelledError:
+            pass
+        await lease.release()
     finally:
+        metrics.lease_held.set(0)
         await poller.close()
+        await lease.close()
         await producer.stop()
         await health.stop()
     logger.info("poller stopped")
-    return 0
+    return code
