@@ -4,8 +4,9 @@ standby), on the case's own topics and groups, with one poller.
 
 - ``scale-up``: one replica of each starts the stream; a second replica of each joins mid-stream,
   so every group rebalances while records are in flight.
-- ``kill-replica``: SIGKILL, mid-stream, one of the two replicas of each stage (the busiest one;
-  for dedup the worker active on the window) and never restart it: the other carries on.
+- ``kill-replica``: stage after stage, once the stage's own output is at a random point inside
+  its stream, SIGKILL one of its two replicas (the busiest one; for dedup the worker active on
+  the window) and never restart it: the other carries on.
 - ``rolling-restart``: every process, the poller included, stopped with SIGTERM and started again
   in turn, the next one only once the last restarted is ready (``/readyz``), as a deploy does.
   ``make test`` restarts the first replica of each service only.
@@ -28,6 +29,7 @@ SCALED = ("extractor", "dedup", "coder")
 READY_TIMEOUT = 120.0
 # What shows a replica's share of the work: what it consumed; for dedup, the worker that decides
 # (active on the window) is the one whose decisions count.
+CONSUMED = "wirewatch_{}_messages_in_total"
 WORK = {
     "extractor": "wirewatch_extractor_messages_in_total",
     "dedup": "wirewatch_dedup_articles_total",
@@ -86,19 +88,29 @@ async def scale_up(
 
 
 async def kill_replicas(
-    pipeline: CasePipeline, rng: random.Random, total: int, timeout: float
+    pipeline: CasePipeline, rng: random.Random, outputs: dict[str, tuple[str, int]], timeout: float
 ) -> str:
-    at = await reach_mid_stream(pipeline, rng, total, timeout)
+    """Stage after stage, once the stage's output (``outputs``: topic, records of the clean run)
+    reaches a random point inside its stream, SIGKILL its busiest replica for good."""
     killed = []
     for service in SCALED:
+        topic, total = outputs[service]
+        target = max(1, int(total * rng.uniform(0.2, 0.6)))
+
+        def reached(topic: str = topic, target: int = target) -> bool:
+            return len(pipeline.collector.keys(topic)) >= target
+
+        await pipeline.wait_until(reached, timeout=timeout, what=f"{target} records on {topic}")
+        done = len(pipeline.collector.keys(topic))
+        assert done < total, f"the kill of a {service} came after its stream ended ({done})"
         replicas = pipeline.replicas(service)
         work = [await work_done(replica) for replica in replicas]
         victim = replicas[work.index(max(work))]
         victim.retired = True
         await asyncio.to_thread(victim.kill)
         pipeline.kills.append(victim.name)
-        killed.append(f"{victim.name}({max(work):.0f})")
-    return f"killed={','.join(killed)} at={at}"
+        killed.append(f"{victim.name}@{done}/{total}(did {max(work):.0f})")
+    return "killed=" + ",".join(killed)
 
 
 async def rolling_restart(
@@ -124,6 +136,11 @@ async def rolling_restart(
 
 
 async def joiners_work(joiners: list[ServiceProcess]) -> str:
-    """What the replicas that joined did: a scale-up whose joiners did nothing tested nothing."""
-    done = [f"{joiner.name}:{await work_done(joiner):.0f}" for joiner in joiners]
-    return "joiners_did=" + ",".join(done)
+    """What the replicas that joined consumed: a scale-up whose joiners did nothing tested
+    nothing (a dedup joiner usually takes articles partitions and the window's standby)."""
+    done = {
+        joiner.name: await counter_total(joiner, CONSUMED.format(joiner.service))
+        for joiner in joiners
+    }
+    assert sum(done.values()) > 0, f"no joiner got any work: {done}"
+    return "joiners_consumed=" + ",".join(f"{name}:{n:.0f}" for name, n in done.items())

@@ -266,7 +266,15 @@ async def test_fault_case_loses_nothing_and_duplicates_no_event(
     injected = 0
     joiners: list[ServiceProcess] = []
     try:
-        if case.startswith("kill-"):
+        if case == "kill-replica":
+            t = pipeline.names.topics
+            outputs = {
+                "extractor": (t.articles, len(items)),
+                "dedup": (t.deduplicated, clean_run.articles),
+                "coder": (t.events, clean_run.event_keys),
+            }
+            extra += " " + await kill_replicas(pipeline, rng, outputs, CASE_TIMEOUT)
+        elif case.startswith("kill-"):
             extra += " " + await kill_mid_stream(
                 pipeline, case.removeprefix("kill-"), rng, clean_run, items
             )
@@ -284,8 +292,6 @@ async def test_fault_case_loses_nothing_and_duplicates_no_event(
         elif case == "scale-up":
             joined, joiners = await scale_up(pipeline, rng, len(items), CASE_TIMEOUT)
             extra += " " + joined
-        elif case == "kill-replica":
-            extra += " " + await kill_replicas(pipeline, rng, len(items), CASE_TIMEOUT)
         elif case == "rolling-restart":
             extra += " " + await rolling_restart(pipeline, rng, len(items), CASE_TIMEOUT)
         await pipeline.drain(items, timeout=CASE_TIMEOUT, extra_entries=injected)
