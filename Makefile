@@ -47,7 +47,7 @@ format: install ## apply ruff's formatting and safe fixes
 test-unit: install ## unit tests only (seconds, no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-faults: install ## the full fault-injection suite (two kills a service, 30 s broker outage)
+test-faults: install ## the full fault-injection suite (two kills a service, 30 s outage, replicas)
 	WIREWATCH_FAULTS=full $(PY) -m pytest tests/faults $(PYTEST_ARGS)
 
 test: install prometheus lint ## install everything, lint, type-check, run all tests
@@ -55,6 +55,9 @@ test: install prometheus lint ## install everything, lint, type-check, run all t
 
 bench: ## list the benchmarks (run one with make bench-<name>)
 	@ls bench/*.py | sed -e 's|bench/||' -e 's|\.py$$||' -e 's|_|-|g' -e '/^--init--$$/d' -e '/^evaldata$$/d' -e '/^processes$$/d' -e '/^storydata$$/d' -e 's|^|make bench-|'
+
+bench-e2e-replicas: install ## the pipeline's maximum with 2 extractor and 2 coder replicas beside 1 of each
+	$(PY) -m bench.e2e --replicas 2
 
 bench-%: install
 	$(PY) -m bench.$(subst -,_,$*)
@@ -65,4 +68,4 @@ soak: install ## the whole pipeline at 50% of its maximum load for WIREWATCH_SOA
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install prometheus run lint format test-unit test test-faults bench soak clean
+.PHONY: help install prometheus run lint format test-unit test test-faults bench bench-e2e-replicas soak clean

@@ -27,6 +27,13 @@ The four services run as separate processes, as deployed (``python -m services.<
 Peak RSS is sampled from ``/proc`` every ``TICK`` seconds per service process tree (the
 extractor's worker processes included). ``--soak`` keeps 50 % load for
 ``WIREWATCH_SOAK_SECONDS`` (default 1,800) and checks that RSS and the backlog do not grow.
+
+``--replicas N`` (``make bench-e2e-replicas``: N = 2) measures the maximum load only, twice in
+one run on the same cores: first with one process of every service (the baseline), then on a
+fresh broker with N replicas of the extractor and of the coder. On two cores more replicas
+cannot add throughput (one replica of each already keeps both cores busy: their worker pools
+default to one process a core); what the comparison shows is what running them costs beyond
+their own work: articles/s and CPU milliseconds per article, each stage's replicas summed.
 """
 
 from __future__ import annotations
@@ -42,11 +49,11 @@ import sys
 import tempfile
 import time
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from xml.sax.saxutils import escape
 
 import aiohttp
@@ -63,7 +70,9 @@ from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import TopicSpec, ensure_topics, pipeline_topics
 from wirewatch_tools.broker import EmbeddedBroker, free_port, wait_for_port
 
+T = TypeVar("T")
 SERVICES = ("poller", "extractor", "dedup", "coder")
+REPLICATED = ("extractor", "coder")
 FEEDS = 24
 POLL_SECONDS = 1.0
 FEED_WINDOW = 60  # entries a feed lists: its latest releases, like a real feed's last items
@@ -264,11 +273,15 @@ def _entry_index(url: str | None) -> int | None:
 
 @dataclass
 class Service:
-    name: str
+    name: str  # the replica's: coder, coder-2
     process: subprocess.Popen[bytes]
     metrics_port: int
     peak_rss_mb: float = 0.0
     rss_series: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def stage(self) -> str:
+        return self.name.split("-")[0]
 
 
 @dataclass
@@ -366,16 +379,19 @@ class Bench:
 
     async def sample(self) -> None:
         """Coder progress and RSS every ``TICK``; RSS series kept at one sample a second."""
-        coder = next(s for s in self.services if s.name == "coder")
+        coders = [s for s in self.services if s.stage == "coder"]
         assert self.session is not None
         last_series = 0.0
+        done = {coder.name: 0.0 for coder in coders}
         while True:
-            try:
-                url = f"http://127.0.0.1:{coder.metrics_port}/metrics"
-                async with self.session.get(url) as reply:
-                    self.coder_done = coder_finished(await reply.text())
-            except aiohttp.ClientError:
-                pass
+            for coder in coders:
+                try:
+                    url = f"http://127.0.0.1:{coder.metrics_port}/metrics"
+                    async with self.session.get(url) as reply:
+                        done[coder.name] = coder_finished(await reply.text())
+                except aiohttp.ClientError:
+                    pass
+            self.coder_done = sum(done.values())
             now, children = time.time(), process_table()
             for service in self.services:
                 rss = tree_rss_mb(service.process.pid, children)
@@ -524,7 +540,9 @@ def start_services(
     *,
     dedup_window_hours: float,
     fetch_max_wait_ms: int | None = None,
+    replicas: int = 1,
 ) -> list[Service]:
+    """Every service as its own process; ``replicas`` of the extractor and of the coder."""
     feeds_file = workdir / "feeds.yaml"
     feeds_file.write_text(
         "feeds:\n"
@@ -540,25 +558,31 @@ def start_services(
         # Every feed and page lives on one local host: no politeness spacing in a benchmark.
         WIREWATCH_FETCH_MIN_HOST_INTERVAL_SECONDS="0",
         WIREWATCH_FETCH_PER_HOST_CONCURRENCY="32",
-        WIREWATCH_FAUST_DATADIR=str(workdir / "faust"),
-        WIREWATCH_CODER_DATA_DIR=str(workdir / "coder"),
         WIREWATCH_DEDUP_WINDOW_HOURS=str(dedup_window_hours),
     )
     if fetch_max_wait_ms is not None:
         env["KAFKA_FETCH_MAX_WAIT_MS"] = str(fetch_max_wait_ms)
     services = []
-    for name in SERVICES:
-        port = free_port()
-        with (workdir / f"{name}.log").open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
-                env=dict(env, **{f"WIREWATCH_{name.upper()}_METRICS_PORT": str(port)}),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Each in its own session, as deployed services run apart from one another.
-                start_new_session=True,
-            )
-        services.append(Service(name, process, port))
+    for stage in SERVICES:
+        for replica in range(1, (replicas if stage in REPLICATED else 1) + 1):
+            name = stage if replica == 1 else f"{stage}-{replica}"
+            port = free_port()
+            own = {
+                f"WIREWATCH_{stage.upper()}_METRICS_PORT": str(port),
+                # As a second pod would: a data directory of its own.
+                "WIREWATCH_FAUST_DATADIR": str(workdir / name / "faust"),
+                "WIREWATCH_CODER_DATA_DIR": str(workdir / name / "coder"),
+            }
+            with (workdir / f"{name}.log").open("wb") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", f"services.{stage}"],
+                    env=dict(env, **own),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    # Each in its own session, as deployed services run apart from one another.
+                    start_new_session=True,
+                )
+            services.append(Service(name, process, port))
     return services
 
 
@@ -590,8 +614,8 @@ async def run(
         rounds = []
         for round_number in range(1, MAX_ROUNDS + 1):
             rounds.append(await measure_maximum(bench, pages, cycle, round_number))
-        maximum = statistics.median(rate for rate, _ in rounds)
-        ratio = statistics.median(r for _, r in rounds)
+        maximum = statistics.median(rate for rate, _, _ in rounds)
+        ratio = statistics.median(r for _, r, _ in rounds)
         print(
             f"maximum (median of {MAX_ROUNDS} rounds): {maximum:.2f} articles/s; ratio pipeline / "
             f"bare loop (median of rounds): {ratio:.3f} (target >= {TARGET_RATIO})"
@@ -638,7 +662,7 @@ async def run(
 
 async def measure_maximum(
     bench: Bench, pages: dict[str, bytes], cycle: list[tuple[str, str]], round_number: int
-) -> tuple[float, float]:
+) -> tuple[float, float, PhaseResult]:
     """One round: a cycle of entries released at once, then the bare loop over their bodies.
 
     Returns the pipeline's articles/s and its ratio to the bare loop's. Rounds after the first
@@ -665,7 +689,7 @@ async def measure_maximum(
         f"median time added by stage: {peak.stages_line()}"
     )
     print(f"  CPU ms per article: {peak.cpu_line()}; bare loop {1000 * bare_cores / bare:.0f}")
-    return peak.throughput, peak.throughput / bare
+    return peak.throughput, peak.throughput / bare, peak
 
 
 async def fetch_wait_delay(kafka: KafkaSettings, wait_ms: int, samples: int = 8) -> float:
@@ -780,9 +804,141 @@ async def run_soak(bench: Bench, cycle: list[tuple[str, str]], rate: float) -> b
     return ok
 
 
+@dataclass(frozen=True)
+class MaximumFigures:
+    """The maximum-load rounds of one pipeline: medians over the rounds."""
+
+    replicas: int
+    throughput: float
+    ratio: float
+    cores: float
+    cpu_ms_by_stage: dict[str, float]
+
+    def line(self) -> str:
+        cpu = ", ".join(f"{stage} {ms:.0f}" for stage, ms in self.cpu_ms_by_stage.items())
+        return (
+            f"{self.throughput:.2f} articles/s on {self.cores:.2f} cores (ratio to the bare "
+            f"loop {self.ratio:.2f}); CPU ms per article: {cpu}, total "
+            f"{sum(self.cpu_ms_by_stage.values()):.0f}"
+        )
+
+
+async def run_maximum(
+    bench: Bench, pages: dict[str, bytes], cycle: list[tuple[str, str]], replicas: int
+) -> MaximumFigures:
+    """Warm-up and ``MAX_ROUNDS`` maximum rounds; CPU summed over each stage's replicas."""
+    bench.session = aiohttp.ClientSession()
+    follower = asyncio.create_task(bench.follow())
+    sampler = asyncio.create_task(bench.sample())
+    try:
+        warm, _ = await bench.run_phase("warm-up", cycle, [time.time()] * WARM_UP_ENTRIES)
+        print(f"warm-up: {warm.entries} entries through in {warm.seconds:.1f}s")
+        rounds = [await measure_maximum(bench, pages, cycle, n) for n in range(1, MAX_ROUNDS + 1)]
+    finally:
+        follower.cancel()
+        sampler.cancel()
+        await asyncio.gather(follower, sampler, return_exceptions=True)
+        await bench.session.close()
+    by_stage: dict[str, list[float]] = {}
+    for _, _, peak in rounds:
+        summed: dict[str, float] = {}
+        for part, seconds in peak.cpu_by_part.items():
+            stage = part.split("-")[0] if part.split("-")[0] in SERVICES else part
+            summed[stage] = summed.get(stage, 0.0) + 1000 * seconds / peak.entries
+        for stage, ms in summed.items():
+            by_stage.setdefault(stage, []).append(ms)
+    return MaximumFigures(
+        replicas=replicas,
+        throughput=statistics.median(rate for rate, _, _ in rounds),
+        ratio=statistics.median(ratio for _, ratio, _ in rounds),
+        cores=statistics.median(peak.cores for _, _, peak in rounds),
+        cpu_ms_by_stage={stage: statistics.median(ms) for stage, ms in by_stage.items()},
+    )
+
+
+def with_pipeline(
+    pages: dict[str, bytes],
+    workdir: Path,
+    work: Callable[[Bench], Coroutine[Any, Any, T]],
+    *,
+    soak: bool = False,
+    replicas: int = 1,
+) -> T:
+    """Feed server, a fresh broker and the services; ``work`` runs on them, then all stop."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    server_port = free_port()
+    server = multiprocessing.get_context("spawn").Process(
+        target=serve, args=(server_port, pages), daemon=True
+    )
+    server.start()
+    services: list[Service] = []
+    try:
+        with EmbeddedBroker(storage="memory", log_path=workdir / "tansu.log") as broker:
+            wait_for_port(server_port, timeout=30, process=None)
+            base = f"http://127.0.0.1:{server_port}"
+            asyncio.run(
+                ensure_topics(
+                    KafkaSettings(bootstrap_servers=broker.bootstrap_servers),
+                    pipeline_topics(TopicNames()),
+                )
+            )
+            services = start_services(
+                broker.bootstrap_servers,
+                base,
+                workdir,
+                dedup_window_hours=SOAK_WINDOW_HOURS if soak else BENCH_WINDOW_HOURS,
+                fetch_max_wait_ms=SOAK_FETCH_MAX_WAIT_MS if soak else None,
+                replicas=replicas,
+            )
+            try:
+                for service in services:
+                    wait_ready(service.name, service.metrics_port, service.process, 180)
+                assert broker.process is not None and server.pid is not None
+                pids = {s.name: s.process.pid for s in services}
+                pids.update(broker=broker.process.pid, feed_server=server.pid)
+                bench = Bench(broker.bootstrap_servers, base, services, pids)
+                return asyncio.run(work(bench))
+            finally:
+                stop_services(services)  # while the broker is still there to drain into
+    finally:
+        stop_services(services)
+        server.terminate()
+        server.join(10)
+
+
+def compare_replicas(
+    pages: dict[str, bytes], cycle: list[tuple[str, str]], workdir: Path, replicas: int
+) -> bool:
+    """The maximum with one process a service, then with ``replicas`` extractors and coders."""
+    figures = []
+    for count in (1, replicas):
+        print(f"--- {count} extractor and {count} coder process(es), one poller, one dedup ---")
+
+        async def work(bench: Bench, count: int = count) -> MaximumFigures:
+            return await run_maximum(bench, pages, cycle, count)
+
+        figures.append(with_pipeline(pages, workdir / f"replicas-{count}", work, replicas=count))
+    one, many = figures
+    print(f"baseline, 1 replica: {one.line()}")
+    print(f"{replicas} replicas: {many.line()}")
+    extra = sum(many.cpu_ms_by_stage.values()) / sum(one.cpu_ms_by_stage.values()) - 1
+    print(
+        f"{replicas} replicas / 1: throughput x{many.throughput / one.throughput:.2f}, "
+        f"CPU per article {extra:+.1%} (the {replicas - 1} extra replica(s) of each cost this "
+        "beyond the work itself)"
+    )
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--soak", action="store_true", help="hold 50%% load for the soak time")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        help="compare the maximum with 1 and with this many extractor and coder replicas",
+    )
     args = parser.parse_args()
     loaded = load_pages(eval_dir() / "extraction")
     pages = {page_id: body for page_id, body, _ in loaded}
@@ -794,44 +950,17 @@ def main() -> int:
     bare_loop(list(pages.values())[:10])  # imports and caches are not part of the baseline
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(os.environ.get("BENCH_E2E_LOG_DIR") or tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        server_port = free_port()
-        server = multiprocessing.get_context("spawn").Process(
-            target=serve, args=(server_port, pages), daemon=True
-        )
-        server.start()
-        services: list[Service] = []
         try:
-            with EmbeddedBroker(storage="memory", log_path=workdir / "tansu.log") as broker:
-                wait_for_port(server_port, timeout=30, process=None)
-                base = f"http://127.0.0.1:{server_port}"
-                asyncio.run(
-                    ensure_topics(
-                        KafkaSettings(bootstrap_servers=broker.bootstrap_servers),
-                        pipeline_topics(TopicNames()),
-                    )
-                )
-                services = start_services(
-                    broker.bootstrap_servers,
-                    base,
+            if args.replicas is not None:
+                ok = compare_replicas(pages, cycle, workdir, args.replicas)
+            else:
+                ok = with_pipeline(
+                    pages,
                     workdir,
-                    dedup_window_hours=SOAK_WINDOW_HOURS if args.soak else BENCH_WINDOW_HOURS,
-                    fetch_max_wait_ms=SOAK_FETCH_MAX_WAIT_MS if args.soak else None,
+                    lambda bench: run(bench, pages, cycle, args.soak),
+                    soak=args.soak,
                 )
-                try:
-                    for service in services:
-                        wait_ready(service.name, service.metrics_port, service.process, 180)
-                    assert broker.process is not None and server.pid is not None
-                    pids = {s.name: s.process.pid for s in services}
-                    pids.update(broker=broker.process.pid, feed_server=server.pid)
-                    bench = Bench(broker.bootstrap_servers, base, services, pids)
-                    ok = asyncio.run(run(bench, pages, cycle, args.soak))
-                finally:
-                    stop_services(services)  # while the broker is still there to drain into
         finally:
-            stop_services(services)
-            server.terminate()
-            server.join(10)
             print(f"service logs: {workdir} (kept only with BENCH_E2E_LOG_DIR)")
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1

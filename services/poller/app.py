@@ -48,6 +48,7 @@ from services.common.shutdown import GracefulStop
 from services.common.topics import ensure_topics, pipeline_topics
 from services.poller.feedlist import FeedSpec, load_feed_list
 from services.poller.feeds import ParsedEntry, ParsedFeed, feed_entry, parse_feed
+from services.poller.lease import LeaseLostError, PollerLease
 from services.poller.schedule import (
     IntervalBounds,
     cache_max_age,
@@ -108,6 +109,11 @@ class PollerMetrics:
             ["feed"],
             registry=registry,
         )
+        self.lease_held = Gauge(
+            "wirewatch_poller_lease_held",
+            "1 while this poller holds the lease on the state topic (0: standing by)",
+            registry=registry,
+        )
         self.consecutive_failures = Gauge(
             "wirewatch_poller_feed_consecutive_failures",
             "Polls of the feed that failed in a row (410 Gone stays failed)",
@@ -146,8 +152,11 @@ class Poller:
         metrics: PollerMetrics,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        lease: PollerLease | None = None,
     ) -> None:
         self.feeds = list(feeds)
+        # None (tests that drive poll_round) polls without asking; the service always asks.
+        self.lease = lease
         self.settings = settings
         self.fetch_settings = fetch_settings
         self.producer = producer
@@ -173,6 +182,7 @@ class Poller:
         self.session = make_session(self.fetch_settings)
         loaded = await self.store.load()
         self._saved = {key: state.durable_view() for key, state in loaded.items()}
+        await self._recover_unreadable(loaded)
         for feed in self.feeds:
             self.states[feed.url] = loaded.get(feed.url) or FeedState(
                 feed_key=feed.url, url=feed.url
@@ -188,6 +198,35 @@ class Poller:
             if state.consecutive_failures and state.failing_since is None:
                 state.failing_since = self.clock()  # saved before this field existed
             self.metrics.report_failures(feed.name, state)
+
+    async def _recover_unreadable(self, loaded: dict[str, FeedState]) -> None:
+        """Start the feeds whose state is unreadable afresh, knowing what they already sent.
+
+        Such a feed has no validators, schedule or failure count any more, but the ids of its
+        entries in the entries topic are marked seen, so that its next poll sends only entries
+        that were never sent: without that, every entry still in the feed would go out again.
+        """
+        listed = {feed.url: feed for feed in self.feeds}
+        poisoned = {key: why for key, why in self.store.unreadable.items() if key in listed}
+        if not poisoned:
+            return
+        entries_topic = self.settings.topics.entries
+        sent = await self.store.sent_entry_ids(entries_topic, set(poisoned))
+        for key, why in sorted(poisoned.items()):
+            state = FeedState(feed_key=key, url=key)
+            state.remember(sorted(sent[key]), bound=self.settings.seen_entries_per_feed)
+            loaded[key] = state
+            logger.error(
+                "feed %s: its state in %s is unreadable (%s); starting it as a new feed, with "
+                "the %d entries %s already holds from it marked seen so that they are not "
+                "sent again",
+                listed[key].name,
+                self.settings.state_topic,
+                why,
+                len(sent[key]),
+                entries_topic,
+                extra={"feed_url": key},
+            )
 
     async def close(self) -> None:
         if self.session is not None:
@@ -226,6 +265,8 @@ class Poller:
         if await stop.wait(first):
             return
         while not stop.stopping and not state.gone:
+            if self.lease is not None and not await self.lease.wait_until_held(stop):
+                return
             try:
                 result = await self.poll_feed(feed)
             except Exception:
@@ -496,7 +537,10 @@ class Poller:
 
 
 async def run_service(settings: PollerSettings, fetch_settings: FetchSettings) -> int:
-    """Start-up, the polling loop and a graceful stop for ``python -m services.poller``."""
+    """Start-up, the lease, the polling loop and a graceful stop for ``python -m services.poller``.
+
+    The feeds' states are read only once the lease is held, so that a standby that takes over
+    starts from everything its predecessor wrote."""
     feeds = load_feed_list(settings.feeds)
     topics = [*pipeline_topics(settings.topics), state_topic_spec(settings.state_topic)]
     await ensure_topics(settings.kafka, topics)
@@ -505,26 +549,49 @@ async def run_service(settings: PollerSettings, fetch_settings: FetchSettings) -
     metrics = PollerMetrics()
     producer = make_producer(settings.kafka)
     await producer.start()
+    lease = PollerLease(
+        settings.kafka, settings.state_topic, producer, seconds=settings.lease_seconds
+    )
     poller = Poller(
         feeds,
         settings=settings,
         fetch_settings=fetch_settings,
         producer=producer,
         metrics=metrics,
+        lease=lease,
     )
     health = HealthServer(
         host=settings.metrics_host,
         port=settings.metrics_port,
         is_ready=lambda: poller.ready,
     )
+    code = 0
     try:
         await health.start()
+        await lease.start()
+        if not await lease.acquire(stop):
+            logger.info("poller stopped while standing by")
+            return 0
+        metrics.lease_held.set(1)
+        keeper = asyncio.create_task(lease.keep(stop))
+        keeper.add_done_callback(lambda _: stop.request())
         await poller.start()
         logger.info("polling %d feeds into %s", len(feeds), settings.topics.entries)
         await poller.run(stop)
+        keeper.cancel()
+        try:
+            await keeper
+        except LeaseLostError as exc:
+            logger.error("%s: stopping (restarted, it stands by)", exc)
+            code = 1
+        except asyncio.CancelledError:
+            pass
+        await lease.release()
     finally:
+        metrics.lease_held.set(0)
         await poller.close()
+        await lease.close()
         await producer.stop()
         await health.stop()
     logger.info("poller stopped")
-    return 0
+    return code

@@ -20,3 +20,6 @@ class PollerSettings(ServiceSettings):
     seen_entries_per_feed: int = Field(default=2000, ge=1)
     report_failures_after: int = Field(default=5, ge=1)
     stop_grace_seconds: float = 10.0
+    # How long a poller's lease on the state topic lasts unrenewed: a killed poller's standby
+    # (or its restart) waits this long; a gracefully stopped one hands over at once.
+    lease_seconds: float = Field(default=60.0, gt=0)

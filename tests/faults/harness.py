@@ -20,10 +20,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.kafka import end_offsets, make_consumer
 from services.common.settings import KafkaSettings, TopicNames
@@ -101,19 +105,27 @@ class CaseNames:
 
 @dataclass
 class ServiceProcess:
-    """``python -m services.<name>`` in its own session, so a kill takes its workers too."""
+    """``python -m services.<service>`` in its own session, so a kill takes its workers too.
+
+    ``name`` is the replica's (``coder``, ``coder-2``); ``service`` the module it runs."""
 
     name: str
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    service: str = ""
+    # Killed on purpose and not restarted: its exit is no crash.
+    retired: bool = False
+
+    def __post_init__(self) -> None:
+        self.service = self.service or self.name
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start {self.starts + 1} at {time.time():.3f} =====\n".encode())
             self.process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{self.name}"],
+                [sys.executable, "-m", f"services.{self.service}"],
                 cwd=REPO,
                 env=self.env,
                 stdout=log,
@@ -154,6 +166,15 @@ class ServiceProcess:
         if not self.log_path.exists():
             return ""
         return self.log_path.read_text(errors="replace")[-size:]
+
+    def metrics_url(self) -> str | None:
+        """Where the current run serves /metrics and /readyz, as its log says (port 0 picks)."""
+        if not self.log_path.exists():
+            return None
+        text = self.log_path.read_text(errors="replace")
+        current = text[text.rfind("===== start ") :]
+        ports = re.findall(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", current)
+        return f"http://127.0.0.1:{ports[-1]}" if ports else None
 
 
 @dataclass
@@ -304,10 +325,19 @@ def account(
 
 
 class CasePipeline:
-    """The four services of one case, the feeds they read, and the collector watching them."""
+    """The services of one case, the feeds they read, and the collector watching them.
+
+    One process a service unless ``replicas`` asks for more; a replica after the first is named
+    ``<service>-<n>`` and has a data directory of its own, as a second pod would."""
 
     def __init__(
-        self, case: str, *, kafka: KafkaSettings, feed_urls: list[str], workdir: Path
+        self,
+        case: str,
+        *,
+        kafka: KafkaSettings,
+        feed_urls: list[str],
+        workdir: Path,
+        replicas: dict[str, int] | None = None,
     ) -> None:
         self.case = case
         self.kafka = kafka
@@ -321,7 +351,7 @@ class CasePipeline:
         )
         self.collector = Collector(kafka, self.names.collected_topics)
         t = self.names.topics
-        common = dict(
+        self._common = dict(
             os.environ,
             KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
             WIREWATCH_TOPIC_ENTRIES=t.entries,
@@ -334,14 +364,15 @@ class CasePipeline:
             WIREWATCH_FETCH_READ_TIMEOUT_SECONDS="2",
             WIREWATCH_FETCH_TOTAL_TIMEOUT_SECONDS="5",
             WIREWATCH_FETCH_MAX_BYTES="1000000",
-            WIREWATCH_FAUST_DATADIR=str(workdir / "faust"),
         )
-        per_service = {
+        self._per_service = {
             "poller": {
                 "WIREWATCH_POLLER_FEEDS": str(feeds_file),
                 "WIREWATCH_POLLER_STATE_TOPIC": self.names.poller_state,
                 # Failed feeds are retried after seconds, not minutes.
                 "WIREWATCH_POLLER_MIN_INTERVAL_SECONDS": "2",
+                # A killed poller's successor waits this long for its lease to lapse.
+                "WIREWATCH_POLLER_LEASE_SECONDS": "6",
             },
             "extractor": {
                 "WIREWATCH_EXTRACTOR_GROUP_ID": self.names.extractor_group,
@@ -358,14 +389,37 @@ class CasePipeline:
             "coder": {
                 "WIREWATCH_CODER_APP_ID": self.names.coder_app,
                 "WIREWATCH_LIBRARY_LOG_LEVEL": "INFO",
-                "WIREWATCH_CODER_DATA_DIR": str(workdir / "coder"),
             },
         }
-        self.services = {
-            name: ServiceProcess(name, {**common, **per_service[name]}, workdir / f"{name}.log")
-            for name in SERVICES
-        }
+        self.services: dict[str, ServiceProcess] = {}
+        for service in SERVICES:
+            for _ in range((replicas or {}).get(service, 1)):
+                self._add(service)
         self.kills: list[str] = []
+
+    def _add(self, service: str) -> ServiceProcess:
+        count = sum(1 for s in self.services.values() if s.service == service)
+        name = service if count == 0 else f"{service}-{count + 1}"
+        data = self.workdir / name
+        env = {
+            **self._common,
+            **self._per_service[service],
+            "WIREWATCH_FAUST_DATADIR": str(data / "faust"),
+        }
+        if service == "coder":
+            env["WIREWATCH_CODER_DATA_DIR"] = str(data / "coder")
+        process = ServiceProcess(name, env, self.workdir / f"{name}.log", service=service)
+        self.services[name] = process
+        return process
+
+    def replicas(self, service: str) -> list[ServiceProcess]:
+        return [s for s in self.services.values() if s.service == service and not s.retired]
+
+    async def add_replica(self, service: str) -> ServiceProcess:
+        """Start one more replica of ``service``, as scaling a deployment up does."""
+        process = self._add(service)
+        process.start()
+        return process
 
     async def start(self) -> None:
         specs = pipeline_topics(self.names.topics)
@@ -378,13 +432,16 @@ class CasePipeline:
             service.start()
 
     async def stop(self) -> dict[str, int | None]:
+        """Stop every replica; the exit codes of those not killed on purpose."""
         codes = {name: await asyncio.to_thread(s.stop) for name, s in self.services.items()}
         await self.collector.stop()
-        return codes
+        return {name: code for name, code in codes.items() if not self.services[name].retired}
 
     def crashed(self) -> list[str]:
         return [
-            name for name, s in self.services.items() if s.process is not None and not s.running
+            name
+            for name, s in self.services.items()
+            if s.process is not None and not s.running and not s.retired
         ]
 
     def hidden_crashes(self) -> list[str]:
@@ -406,9 +463,8 @@ class CasePipeline:
         against the end of every partition it reads; and each Faust worker writes every thread's
         stack and asyncio task to its log (mode's worker does that on SIGUSR1), and its consumer's
         partition sets and positions (SIGUSR2, ``services.common.faust_app``)."""
-        for name in FAUST_SERVICES:
-            service = self.services[name]
-            if service.running:
+        for service in self.services.values():
+            if service.service in FAUST_SERVICES and service.running:
                 assert service.process is not None
                 service.process.send_signal(signal.SIGUSR2)  # the consumer's state
                 service.process.send_signal(signal.SIGUSR1)
@@ -543,3 +599,37 @@ class CasePipeline:
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     await consumer._client.force_metadata_update()  # noqa: SLF001 - no public way to refresh
     return consumer.partitions_for_topic(topic) or set()
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - 127.0.0.1 only
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError:
+        return 0, ""
+
+
+async def counter_total(process: ServiceProcess, name: str) -> float:
+    """The sum over labels of counter ``name`` (``…_total``) on the replica's /metrics now."""
+    base = process.metrics_url()
+    if base is None or not process.running:
+        return 0.0
+    status, text = await asyncio.to_thread(_get, f"{base}/metrics")
+    if status != 200:
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
+async def is_ready(process: ServiceProcess) -> bool:
+    base = process.metrics_url()
+    if base is None or not process.running:
+        return False
+    status, _ = await asyncio.to_thread(_get, f"{base}/readyz")
+    return status == 200

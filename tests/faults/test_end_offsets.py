@@ -42,3 +42,12 @@ async def test_end_offsets_count_every_record_on_s3_storage(
         assert consumer.assignment() == set()
     finally:
         await consumer.stop()
+
+
+async def test_end_offsets_of_no_partition_are_empty_not_a_cancelled_task(
+    faults_broker: EmbeddedBroker,
+) -> None:
+    """What Faust asks on a worker given no changelog partition (a second replica)."""
+    kafka = KafkaSettings(bootstrap_servers=faults_broker.bootstrap_servers)
+    for _ in range(3):
+        assert await probe_end_offsets(kafka, []) == {}

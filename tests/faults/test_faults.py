@@ -5,12 +5,15 @@ and groups with one kind of fault, drains, and checks the books exactly (see ``h
 nothing accepted is lost, no event is lost or counted twice, and the event view equals the
 clean run's. Each case prints ``case=… accepted=… emitted=… dlq=… lost=0 duplicated=0``.
 
-Cases: ``kill -9`` of each service at random points mid-stream, each followed by a restart; the
-broker stopped mid-stream and restarted; poison messages (invalid JSON, wrong schema, huge) in
-every topic a service reads; the page and feed server failing in every way (stalls, resets, 5xx
-bursts, endless bodies, redirect chains to internal addresses). ``make test-faults`` is the full
-suite: two kills per service and a 30 s outage. ``make test`` runs the same cases reduced: one
-kill per service and a 10 s outage, without the cases in ``OPEN_FAILURES``.
+Cases (the scale-out ones are described in ``replicas``): ``kill -9`` of each service at
+random points mid-stream, each followed by a restart; the broker stopped mid-stream and
+restarted; poison messages (invalid JSON, wrong schema, huge) in every topic a service reads;
+the page and feed server failing in every way (stalls, resets, 5xx bursts, endless bodies,
+redirect chains to internal addresses); two replicas of each stage scaled up, killed and
+restarted in turn mid-stream. ``make test-faults`` is the full suite: two kills per service,
+a 30 s outage, every replica restarted. ``make test`` runs the same cases reduced: one kill per
+service, a 10 s outage, one replica of each service restarted, without the cases in
+``OPEN_FAILURES``.
 ``WIREWATCH_FAULTS_SEED`` replays the kill points of a run (each line prints its seed).
 """
 
@@ -30,12 +33,20 @@ from services.common.kafka import make_producer
 from services.common.settings import KafkaSettings, TopicNames
 from services.poller.feeds import canonicalize_url
 from tests.faults.conftest import SUMMARY, full_suite
-from tests.faults.harness import Books, CasePipeline, EventView, account
+from tests.faults.harness import Books, CasePipeline, EventView, ServiceProcess, account
 from tests.faults.pages import (
     PERMANENT_FAULTS,
     TRANSIENT_PAGE_FAULTS,
     FaultPlan,
     FaultServer,
+)
+from tests.faults.replicas import (
+    REPLICA_CASES,
+    initial_replicas,
+    joiners_work,
+    kill_replicas,
+    rolling_restart,
+    scale_up,
 )
 from wirewatch_tools.broker import EmbeddedBroker
 
@@ -54,6 +65,7 @@ CASES = [
     "broker-outage",
     "poison",
     "http-faults",
+    *REPLICA_CASES,
 ]
 # Cases known to fail now and then (README, Reliability): `make test-faults` runs them and fails
 # on such runs until they are fixed; `make test` leaves them out meanwhile so that everyone's test
@@ -110,10 +122,17 @@ async def run_case(
     server: FaultServer,
     workdir: Path,
     plan: FaultPlan | None = None,
+    replicas: dict[str, int] | None = None,
 ) -> CasePipeline:
     server.set_plan(plan or FaultPlan())
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
-    pipeline = CasePipeline(name, kafka=kafka, feed_urls=server.feed_urls(), workdir=workdir / name)
+    pipeline = CasePipeline(
+        name,
+        kafka=kafka,
+        feed_urls=server.feed_urls(),
+        workdir=workdir / name,
+        replicas=replicas,
+    )
     await pipeline.start()
     return pipeline
 
@@ -241,11 +260,21 @@ async def test_fault_case_loses_nothing_and_duplicates_no_event(
         server=fault_server,
         workdir=tmp_path,
         plan=plan if case == "http-faults" else None,
+        replicas=initial_replicas(case) if case in REPLICA_CASES else None,
     )
     extra = f"seed={seed}"
     injected = 0
+    joiners: list[ServiceProcess] = []
     try:
-        if case.startswith("kill-"):
+        if case == "kill-replica":
+            t = pipeline.names.topics
+            outputs = {
+                "extractor": (t.articles, len(items)),
+                "dedup": (t.deduplicated, clean_run.articles),
+                "coder": (t.events, clean_run.event_keys),
+            }
+            extra += " " + await kill_replicas(pipeline, rng, outputs, CASE_TIMEOUT)
+        elif case.startswith("kill-"):
             extra += " " + await kill_mid_stream(
                 pipeline, case.removeprefix("kill-"), rng, clean_run, items
             )
@@ -260,7 +289,14 @@ async def test_fault_case_loses_nothing_and_duplicates_no_event(
                 what="articles",
             )
             injected = await inject_poison(pipeline)
+        elif case == "scale-up":
+            joined, joiners = await scale_up(pipeline, rng, len(items), CASE_TIMEOUT)
+            extra += " " + joined
+        elif case == "rolling-restart":
+            extra += " " + await rolling_restart(pipeline, rng, len(items), CASE_TIMEOUT)
         await pipeline.drain(items, timeout=CASE_TIMEOUT, extra_entries=injected)
+        if joiners:
+            extra += " " + await joiners_work(joiners)
         books = account(pipeline.names, pipeline.collector, items, clean=clean_run.view)
         record(case, books, extra)
         assert_books(books, pipeline, clean_run.view)

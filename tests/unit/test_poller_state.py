@@ -45,3 +45,21 @@ def test_durable_view_ignores_the_clock_fields_only() -> None:
     assert state.durable_view() == before
     state.etag = '"2"'
     assert state.durable_view() != before
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"\xff{", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"version": 1, "feed_key": "", "url": "https://f/rss"}', "feed_key"),
+        (b'{"version": 1, "feed_key": "k", "url": "u", "seen": "abc"}', "seen"),
+        (b'{"version": 1, "feed_key": "k", "url": "u", "consecutive_failures": "2"}', "count"),
+        (b'{"version": 1, "feed_key": "k", "url": "u", "next_poll_at": "soon"}', "next_poll_at"),
+        (b'{"version": 1, "feed_key": "k", "url": "u", "etag": 7}', "etag"),
+        (b'{"version": 1, "feed_key": "k", "url": "u", "gone": "no"}', "gone"),
+    ],
+)
+def test_a_state_of_the_wrong_shape_is_refused_with_the_reason(raw: bytes, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        FeedState.from_json(raw)
