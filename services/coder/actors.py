@@ -123,9 +123,13 @@ class ActorDictionary:
             for word in words:
                 self.roles.setdefault(str(word).lower(), str(role))
         self.countryless_roles = frozenset(str(r) for r in roles["countryless"])
+        self.stationed_roles = frozenset(str(r) for r in roles["stationed"])
         self.institutions = frozenset(str(w).lower() for w in roles["institutions"])
         self.owned_nouns = frozenset(str(w).lower() for w in roles["not_actors"]["owned"])
         self.authorless_nouns = frozenset(str(w).lower() for w in roles["not_actors"]["none"])
+        self.authoring_verbs = frozenset(
+            str(w).lower() for w in roles["not_actors"]["authoring_verbs"]
+        )
         matching = _load("matching.yaml")
         self.case_sensitive = frozenset(str(w).lower() for w in matching["case_sensitive"])
         self.affiliations = frozenset(str(w).lower() for w in matching["affiliations"])
@@ -307,14 +311,15 @@ class DocActors:
         if thing:
             # "the US proposal", "Russia's attack": the owner or author stands for the thing.
             if not found:
-                return None
+                return self._author(head)
             owner = min(found, key=lambda m: (KIND_RANK[m.entries[0].kind], m.start))
             return self.actor_of(self.doc[owner.start : owner.end].root)
         role = self._role(head, tokens)
         if not found and role is not None:
             # "a court in Guyana", "dissidents from Egypt": a bare role takes its country from
             # where it sits or comes from.
-            tokens = _phrase_tokens(head, preps=_PLACE_PREPS)
+            stationed = role in self.dictionary.stationed_roles
+            tokens = _phrase_tokens(head, preps=_ORIGIN_PREPS if stationed else _PLACE_PREPS)
             found = [m for m in self.matches if all(i in tokens for i in range(m.start, m.end))]
         if not found:
             if role in self.dictionary.countryless_roles:
@@ -345,6 +350,25 @@ class DocActors:
         if role is None:
             return Actor(name, country, "GOV", country or "---")
         return Actor(name, country, role, f"{country or '---'}{role}")
+
+    def _author(self, thing: Token) -> Actor | None:
+        """ "a report *released by X*", "... *released in Kigali*": who put out an ownerless
+        thing, from a participle of authorship on it (``authoring_verbs`` in roles.yaml)."""
+        for verb in thing.children:
+            if verb.dep_ != "acl" or verb.tag_ != "VBN":
+                continue
+            if verb.lemma_.lower() not in self.dictionary.authoring_verbs:
+                continue
+            for child in verb.children:
+                if child.dep_ == "agent" or (
+                    child.dep_ == "prep" and child.lower_ in ("in", "from")
+                ):
+                    for noun in child.children:
+                        if noun.dep_ == "pobj":
+                            author = self.actor_of(noun)
+                            if author is not None:
+                                return author
+        return None
 
     def _bare_institution(self, head: Token) -> bool:
         """ "the government", "Congress", "government forces": an institution with nothing
@@ -386,6 +410,7 @@ def _longest(matches: list[Match]) -> list[Match]:
 _CUT_DEPS = frozenset({"relcl", "acl", "conj", "cc", "advcl", "ccomp", "punct"})
 _KEPT_PREPS = frozenset({"of", "for"})
 _PLACE_PREPS = frozenset({"of", "for", "in", "from"})
+_ORIGIN_PREPS = frozenset({"of", "for", "from"})
 
 
 def _phrase_tokens(head: Token, preps: frozenset[str] = _KEPT_PREPS) -> set[int]:

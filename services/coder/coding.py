@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from services.coder.actions import Action, Codebook, Lexicon, LexiconEntry
 from services.coder.actors import Actor, ActorDictionary, DocActors
+from services.coder.clauses import is_reduced_relative, outside_circumstances
 from services.coder.confidence import basis_of, confidence_of
 from services.coder.dates import date_phrases, resolve_date
 from services.coder.memo import remember_rule_components
@@ -294,7 +295,14 @@ class Coder:
                     implied = bool(sources)
             if not sources:
                 continue
-            if entry.weak and not direct:
+            lemma = self.lexicon.lemma(token)
+            # The verb's own entry, not a phrase it heads ("claim responsibility").
+            reporting = lemma in self.lexicon.reporting_verbs and entry is self.lexicon.verbs.get(
+                lemma
+            )
+            if (entry.weak or reporting) and not direct:
+                # "warned that the Russians want ...": a reporting verb acts on its own object
+                # only; what its clause reports is coded on the clause's own verbs.
                 continue
             armed = self.lexicon.armed_target_codes.get(code)
             if armed and targets and all(t.role in self.lexicon.armed_roles for t in targets):
@@ -788,6 +796,8 @@ class Coder:
             own = self._noun_sources(verb, actors)
             if own:
                 return own, False
+        if is_reduced_relative(verb):
+            return [], False
         node: Token | None = verb
         hops = 0
         climbed_from: Token | None = None
@@ -874,7 +884,7 @@ class Coder:
                         return found, True
         for child in verb.children:
             if child.dep_ in ("xcomp", "ccomp", "dobj", "prep", "advcl"):
-                for token in child.subtree:
+                for token in outside_circumstances(child):
                     if token.dep_ in ("pobj", "dobj", "nsubj", "poss") and token.i in (
                         actors.token_match
                     ):
@@ -975,6 +985,8 @@ def _patients(verb: Token) -> list[Token]:
     *were released* by X")."""
     if verb.dep_ == "acl" and verb.tag_ == "VBN":
         return [verb.head]
+    if is_reduced_relative(verb):
+        return [c for c in verb.children if c.dep_ == "nsubj"]
     if (
         verb.dep_ == "conj"
         and _passive(verb)
