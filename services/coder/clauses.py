@@ -16,21 +16,26 @@ from spacy.tokens import Token
 # entered Ukraine* they would be combatants"; "*even as Trump attempted* ..., Putin urged").
 # "that", "whether" and "to" introduce the content of a statement or request and stay.
 CONTENT_MARKS = frozenset({"that", "whether", "to"})
+# A threat's condition names whom it threatens: "threatened to strike *unless Israel
+# rescinded* the annexation" threatens Israel.
+CONDITION_MARKS = frozenset({"if", "unless"})
 
 _SUBJECTS = frozenset({"nsubj", "nsubjpass", "csubj"})
 
 
-def is_circumstance(clause: Token) -> bool:
-    """Whether ``clause`` (a verb) is introduced by a subordinator other than a content one."""
+def is_circumstance(clause: Token, *, threat: bool = False) -> bool:
+    """Whether ``clause`` (a verb) is introduced by a subordinator other than a content one
+    (or, for a threat, a condition)."""
+    kept = CONTENT_MARKS | CONDITION_MARKS if threat else CONTENT_MARKS
     return clause.dep_ in ("advcl", "ccomp", "acl", "relcl") and any(
-        c.dep_ == "mark" and c.lower_ not in CONTENT_MARKS for c in clause.children
+        c.dep_ == "mark" and c.lower_ not in kept for c in clause.children
     )
 
 
-def outside_circumstances(root: Token) -> Iterator[Token]:
+def outside_circumstances(root: Token, *, threat: bool = False) -> Iterator[Token]:
     """The tokens of ``root``'s subtree in sentence order, less those of any circumstantial
     clause in it."""
-    left_out = {t.i for c in root.subtree if is_circumstance(c) for t in c.subtree}
+    left_out = {t.i for c in root.subtree if is_circumstance(c, threat=threat) for t in c.subtree}
     return (t for t in root.subtree if t.i not in left_out)
 
 

@@ -271,6 +271,10 @@ class Coder:
                     continue
             demanded = self._demand(token, actors, last_actor)
             received = self._received(token, actors, last_actor)
+            lemma = self.lexicon.lemma(token)
+            if received is None and lemma in self.lexicon.receiving_verbs:
+                if lemma not in self.lexicon.verbs:
+                    continue
             implied = False
             if received is not None:
                 # "Ukraine received weapons from the US": the giver acts on the receiver.
@@ -295,7 +299,6 @@ class Coder:
                     implied = bool(sources)
             if not sources:
                 continue
-            lemma = self.lexicon.lemma(token)
             # The verb's own entry, not a phrase it heads ("claim responsibility").
             reporting = lemma in self.lexicon.reporting_verbs and entry is self.lexicon.verbs.get(
                 lemma
@@ -749,8 +752,9 @@ class Coder:
                 if phrase is not None:
                     return phrase, token
             if child.dep_ in ("dobj", "nsubjpass"):
-                # "imposed sanctions", and passive "sanctions were imposed (by X)".
-                if lemma in self.lexicon.light_verbs:
+                # "imposed sanctions", and passive "sanctions were imposed (by X)"; "faces
+                # pressure from X" (a receiving verb: see _received).
+                if lemma in self.lexicon.light_verbs or lemma in self.lexicon.receiving_verbs:
                     compounds = [c.lower_ for c in child.children if c.dep_ in ("compound", "amod")]
                     noun = next(
                         (
@@ -882,9 +886,13 @@ class Coder:
                     found = _conjoined_actors(sub, actors)
                     if found:
                         return found, True
+        if any(c.dep_ == "dobj" and c.i in actors.role_at for c in verb.children):
+            # "urged his troops on", "would oppose any troops in Ukraine": the verb acts on a
+            # group it names but does not place; other actors in the clause are not its target.
+            return [], False
         for child in verb.children:
             if child.dep_ in ("xcomp", "ccomp", "dobj", "prep", "advcl"):
-                for token in outside_circumstances(child):
+                for token in outside_circumstances(child, threat=entry.code[:2] == "13"):
                     if token.dep_ in ("pobj", "dobj", "nsubj", "poss") and token.i in (
                         actors.token_match
                     ):

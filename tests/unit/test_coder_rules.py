@@ -249,3 +249,53 @@ def test_expelling_armed_forces_is_force_and_diplomats_an_expulsion(coder: Coder
     assert coded(coder, "Russia expelled Ukrainian diplomats on Monday.") == {
         ("RUS", "UKRDIP", "166")
     }
+
+
+def test_a_reporting_verb_acts_on_its_own_object_not_on_what_it_reports(coder: Coder) -> None:
+    assert coded(coder, "Germany warned that Iran wants to delay the talks.") == set()
+    assert ("DEU", "IRN", "130") in coded(coder, "Germany warned Iran on Monday.")
+
+
+def test_a_circumstantial_clause_names_no_target(coder: Coder) -> None:
+    # The subordinate clause's actors are when and why, not whom the appeal is to.
+    found = coded(coder, "Even as Macron visited Kyiv, Putin urged his generals on.")
+    assert not any(source == "RUSGOV" for source, _, _ in found), found
+    assert (
+        coded(coder, "Poland warned that if foreign troops entered Belarus, they would be shot.")
+        == set()
+    )
+
+
+def test_a_threats_condition_names_whom_it_threatens(coder: Coder) -> None:
+    assert ("EGY", "ISR", "130") in coded(
+        coder, "Egypt threatened to close the border unless Israel withdrew its forces."
+    )
+
+
+def test_a_reduced_relative_misparsed_as_a_finite_verb_does_not_make_its_noun_the_doer(
+    coder: Coder,
+) -> None:
+    found = coded(
+        coder, "The journalists detained for reporting on Minsk were freed on Monday by Lukashenko."
+    )
+    assert not any(source.startswith("---") for source, _, _ in found), found
+
+
+def test_troops_in_a_country_are_not_that_countrys_troops(coder: Coder) -> None:
+    found = coded(coder, "Russia will oppose any troops in Ukraine.")
+    assert not any(target.startswith("UKR") for _, target, _ in found), found
+    assert ("RUS", "UKRMIL", "111") in coded(coder, "Russia condemned the troops of Ukraine.")
+
+
+def test_an_ownerless_report_is_its_publishers(coder: Coder) -> None:
+    assert coded(coder, "A report released in Paris accused Iran of torture.") == {
+        ("FRAGOV", "IRN", "112")
+    }
+    assert ("IGOEUREEC", "IRN", "112") in coded(
+        coder, "A report published by the EU accused Iran of torture."
+    )
+
+
+def test_facing_pressure_from_another_is_the_others_demand(coder: Coder) -> None:
+    assert ("CHN", "RUSGOV", "100") in coded(coder, "The Kremlin faces pressure from China.")
+    assert coded(coder, "Russia faces new sanctions.") == set()
