@@ -18,12 +18,12 @@ import feedparser
 import pytest
 from aiohttp import web
 
-from services.common.broker import EmbeddedBroker
 from services.common.settings import KafkaSettings, TopicNames
 from services.common.topics import TopicSpec, ensure_topics
 from services.poller.state import state_topic_spec
 from tests.faults.harness import ServiceProcess, counter_total, is_ready
 from tests.integration.poller_helpers import FeedServer, read_topic, rss_response
+from wirewatch_tools.broker import EmbeddedBroker
 
 GUARDIAN = "rss-parser/test/input/guardian.rss"
 LEASE_SECONDS = 4.0
