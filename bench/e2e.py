@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import re
@@ -49,7 +50,7 @@ import sys
 import tempfile
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -602,18 +603,35 @@ def steady_releases(start: float, rate: float, seconds: float) -> list[float]:
     return [start + n / rate for n in range(max(1, round(rate * seconds)))]
 
 
-async def run(
-    bench: Bench, pages: dict[str, bytes], cycle: list[tuple[str, str]], soak: bool
-) -> bool:
+@contextlib.asynccontextmanager
+async def followed(bench: Bench) -> AsyncIterator[None]:
+    """The bench's HTTP session, with its event follower and CPU sampler running meanwhile."""
     bench.session = aiohttp.ClientSession()
     follower = asyncio.create_task(bench.follow())
     sampler = asyncio.create_task(bench.sample())
     try:
-        warm, _ = await bench.run_phase("warm-up", cycle, [time.time()] * WARM_UP_ENTRIES)
-        print(f"warm-up: {warm.entries} entries through in {warm.seconds:.1f}s")
-        rounds = []
-        for round_number in range(1, MAX_ROUNDS + 1):
-            rounds.append(await measure_maximum(bench, pages, cycle, round_number))
+        yield
+    finally:
+        follower.cancel()
+        sampler.cancel()
+        await asyncio.gather(follower, sampler, return_exceptions=True)
+        await bench.session.close()
+
+
+async def warm_up_and_measure(
+    bench: Bench, pages: dict[str, bytes], cycle: list[tuple[str, str]]
+) -> list[tuple[float, float, PhaseResult]]:
+    """The warm-up, then ``MAX_ROUNDS`` rounds of ``measure_maximum``."""
+    warm, _ = await bench.run_phase("warm-up", cycle, [time.time()] * WARM_UP_ENTRIES)
+    print(f"warm-up: {warm.entries} entries through in {warm.seconds:.1f}s")
+    return [await measure_maximum(bench, pages, cycle, n) for n in range(1, MAX_ROUNDS + 1)]
+
+
+async def run(
+    bench: Bench, pages: dict[str, bytes], cycle: list[tuple[str, str]], soak: bool
+) -> bool:
+    async with followed(bench):
+        rounds = await warm_up_and_measure(bench, pages, cycle)
         maximum = statistics.median(rate for rate, _, _ in rounds)
         ratio = statistics.median(r for _, r, _ in rounds)
         print(
@@ -653,11 +671,6 @@ async def run(
             f"{p95:.2f}s < {TARGET_P95_AT_HALF}s: {'met' if p95 < TARGET_P95_AT_HALF else 'MISSED'}"
         )
         return ok
-    finally:
-        follower.cancel()
-        sampler.cancel()
-        await asyncio.gather(follower, sampler, return_exceptions=True)
-        await bench.session.close()
 
 
 async def measure_maximum(
@@ -827,18 +840,8 @@ async def run_maximum(
     bench: Bench, pages: dict[str, bytes], cycle: list[tuple[str, str]], replicas: int
 ) -> MaximumFigures:
     """Warm-up and ``MAX_ROUNDS`` maximum rounds; CPU summed over each stage's replicas."""
-    bench.session = aiohttp.ClientSession()
-    follower = asyncio.create_task(bench.follow())
-    sampler = asyncio.create_task(bench.sample())
-    try:
-        warm, _ = await bench.run_phase("warm-up", cycle, [time.time()] * WARM_UP_ENTRIES)
-        print(f"warm-up: {warm.entries} entries through in {warm.seconds:.1f}s")
-        rounds = [await measure_maximum(bench, pages, cycle, n) for n in range(1, MAX_ROUNDS + 1)]
-    finally:
-        follower.cancel()
-        sampler.cancel()
-        await asyncio.gather(follower, sampler, return_exceptions=True)
-        await bench.session.close()
+    async with followed(bench):
+        rounds = await warm_up_and_measure(bench, pages, cycle)
     by_stage: dict[str, list[float]] = {}
     for _, _, peak in rounds:
         summed: dict[str, float] = {}

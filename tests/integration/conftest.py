@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.integration.poller_helpers import FeedServer
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -41,3 +43,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 from tests.integration.prometheus import prometheus  # noqa: E402, F401 - the Prometheus fixture
+
+
+@pytest.fixture
+async def feed_server() -> AsyncIterator[FeedServer]:
+    """A feed server on 127.0.0.1 for the poller's tests."""
+    server = FeedServer()
+    await server.start()
+    yield server
+    await server.stop()

@@ -8,7 +8,6 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import feedparser
@@ -35,14 +34,6 @@ POISON = {
         }
     ).encode(),
 }
-
-
-@pytest.fixture
-async def feed_server() -> AsyncIterator[FeedServer]:
-    server = FeedServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def without_newest(full: bytes, count: int) -> bytes:

@@ -9,7 +9,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +49,6 @@ def linked_entry_count(body: bytes) -> int:
     """
     entries = feedparser.parse(unpacked(body)).entries
     return len({entry.get("id") or entry["link"] for entry in entries if entry.get("link")})
-
-
-@pytest.fixture
-async def feed_server() -> AsyncIterator[FeedServer]:
-    server = FeedServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_each_news_feed_yields_exactly_feedparsers_entry_count(
